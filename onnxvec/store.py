@@ -1,0 +1,266 @@
+"""All SQL against the vector store: collections with their metric and HNSW index, chunks, search.
+
+Every collection's vectors live in the shared ``chunks`` table (untyped ``vector`` column). Each
+collection gets a partial HNSW index on ``embedding::vector(<dims>)`` with the opclass of its metric,
+restricted to ``collection_id = <id>``; queries repeat that exact expression and predicate (as
+literals, both come from the collections row) so the planner uses the collection's own index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pgvector.psycopg import register_vector
+from sqlalchemy import Connection, text
+
+Metric = Literal["cosine", "l2", "ip"]
+OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
+OPERATOR: dict[str, str] = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
+
+
+class StoreError(Exception):
+    """A store request that cannot be served as asked (unknown collection, wrong dimension, ...)."""
+
+
+class CollectionNotFound(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class Collection:
+    id: int
+    name: str
+    model: str
+    dims: int
+    metric: Metric
+    hnsw_m: int
+    hnsw_ef_construction: int
+    chunk_tokens: int
+    chunk_overlap: int
+
+    @property
+    def index_name(self) -> str:
+        return f"chunks_hnsw_{self.id}"
+
+    @property
+    def vector_expr(self) -> str:
+        return f"(embedding::vector({int(self.dims)}))"
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    ordinal: int
+    text: str
+    content_hash: str
+    token_count: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    document_id: int
+    external_id: str
+    source: str | None
+    metadata: dict[str, Any]
+    ordinal: int
+    text: str
+    distance: float
+    score: float
+
+
+_COLLECTION_COLUMNS = (
+    "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap"
+)
+
+
+def create_collection(
+    conn: Connection,
+    name: str,
+    model: str,
+    dims: int,
+    metric: Metric = "cosine",
+    *,
+    hnsw_m: int = 16,
+    hnsw_ef_construction: int = 64,
+    chunk_tokens: int = 256,
+    chunk_overlap: int = 32,
+) -> Collection:
+    """Insert a collection and build its (empty, so instant) HNSW index in the same transaction."""
+    if metric not in OPCLASS:
+        raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}")
+    row = conn.execute(
+        text(
+            f"INSERT INTO collections (name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens,"
+            f" chunk_overlap) VALUES (:name, :model, :dims, :metric, :m, :ef, :ct, :co)"
+            f" ON CONFLICT (name) DO NOTHING RETURNING {_COLLECTION_COLUMNS}"
+        ),
+        {
+            "name": name,
+            "model": model,
+            "dims": dims,
+            "metric": metric,
+            "m": hnsw_m,
+            "ef": hnsw_ef_construction,
+            "ct": chunk_tokens,
+            "co": chunk_overlap,
+        },
+    ).one_or_none()
+    if row is None:
+        raise StoreError(f"collection {name!r} already exists")
+    collection = Collection(*row)
+    create_index(conn, collection)
+    return collection
+
+
+def create_index(conn: Connection, collection: Collection) -> None:
+    conn.execute(
+        text(
+            f"CREATE INDEX IF NOT EXISTS {collection.index_name} ON chunks USING hnsw"
+            f" ({collection.vector_expr} {OPCLASS[collection.metric]})"
+            f" WITH (m = {int(collection.hnsw_m)}, ef_construction = {int(collection.hnsw_ef_construction)})"
+            f" WHERE collection_id = {int(collection.id)}"
+        )
+    )
+
+
+def drop_index(conn: Connection, collection: Collection) -> None:
+    conn.execute(text(f"DROP INDEX IF EXISTS {collection.index_name}"))
+
+
+def get_collection(conn: Connection, name: str) -> Collection:
+    row = conn.execute(
+        text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE name = :name"), {"name": name}
+    ).one_or_none()
+    if row is None:
+        raise CollectionNotFound(f"collection {name!r} does not exist")
+    return Collection(*row)
+
+
+def list_collections(conn: Connection) -> list[Collection]:
+    rows = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections ORDER BY name"))
+    return [Collection(*row) for row in rows]
+
+
+def drop_collection(conn: Connection, name: str) -> None:
+    """Delete a collection, its documents and chunks, and its index."""
+    collection = get_collection(conn, name)
+    drop_index(conn, collection)
+    conn.execute(text("DELETE FROM collections WHERE id = :id"), {"id": collection.id})
+
+
+def upsert_document(
+    conn: Connection,
+    collection: Collection,
+    external_id: str,
+    *,
+    source: str | None = None,
+    content_hash: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> int:
+    """Register a document (or update the registered one) as pending; returns its id."""
+    return conn.execute(
+        text(
+            "INSERT INTO documents (collection_id, external_id, source, content_hash, metadata)"
+            " VALUES (:cid, :eid, :source, :hash, CAST(:meta AS jsonb))"
+            " ON CONFLICT (collection_id, external_id) DO UPDATE SET source = EXCLUDED.source,"
+            " content_hash = EXCLUDED.content_hash, metadata = EXCLUDED.metadata, state = 'pending',"
+            " updated_at = now() RETURNING id"
+        ),
+        {
+            "cid": collection.id,
+            "eid": external_id,
+            "source": source,
+            "hash": content_hash,
+            "meta": json.dumps(metadata or {}),
+        },
+    ).scalar_one()
+
+
+def write_chunks(
+    conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]
+) -> int:
+    """COPY chunks and their vectors in binary; runs inside the caller's transaction."""
+    raw = conn.connection.driver_connection
+    register_vector(raw)
+    count = 0
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["int4", "int8", "int4", "text", "text", "int4", "vector"])
+        for chunk in chunks:
+            if chunk.embedding.shape != (collection.dims,):
+                raise StoreError(
+                    f"{collection.name} stores {collection.dims}-d vectors, got shape {chunk.embedding.shape}"
+                )
+            copy.write_row(
+                [
+                    collection.id,
+                    document_id,
+                    chunk.ordinal,
+                    chunk.text,
+                    chunk.content_hash,
+                    chunk.token_count,
+                    np.asarray(chunk.embedding, dtype=np.float32),
+                ]
+            )
+            count += 1
+    return count
+
+
+def search(
+    conn: Connection,
+    collection: Collection,
+    query: np.ndarray,
+    k: int = 10,
+    *,
+    filter: dict[str, Any] | None = None,
+    ef_search: int = 100,
+) -> list[Hit]:
+    """Top-k chunks by the collection's metric, filtered on document metadata during the index scan.
+
+    Iterative index scans (pgvector 0.8) keep scanning the HNSW graph until k rows pass the filter,
+    so a selective filter does not starve the result as a post-filter would.
+    """
+    vector = np.asarray(query, dtype=np.float32)
+    if vector.shape != (collection.dims,):
+        raise StoreError(f"{collection.name} holds {collection.dims}-d vectors, the query has {vector.shape}")
+    conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
+    conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    distance = (
+        f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
+    )
+    where = f"c.collection_id = {int(collection.id)}"
+    params: dict[str, Any] = {"q": _vector_literal(vector), "k": int(k)}
+    if filter:
+        where += " AND d.metadata @> CAST(:filter AS jsonb)"
+        params["filter"] = json.dumps(filter)
+    rows = conn.execute(
+        text(
+            "SELECT c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text,"
+            f" {distance} AS distance"
+            f" FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}"
+            f" ORDER BY {distance} LIMIT :k"
+        ),
+        params,
+    )
+    return [
+        Hit(*row[:7], distance=float(row[7]), score=score(collection.metric, float(row[7]))) for row in rows
+    ]
+
+
+def score(metric: str, distance: float) -> float:
+    """Higher is better, whatever the metric: cosine similarity, inner product, or negated L2 distance."""
+    return 1.0 - distance if metric == "cosine" else -distance  # pgvector's <#> is the negative inner product
+
+
+def _vector_literal(vector: Sequence[float]) -> str:
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

@@ -1,0 +1,106 @@
+"""The embedding engine against the real default model and an independent onnxruntime computation."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from tokenizers import Tokenizer
+
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.modelstore import ModelStore
+
+SEEDS = [
+    "The car sped down the highway at an incredible speed.",
+    "A vehicle raced along the freeway, moving very fast.",
+    "The child was playing in the park with a ball.",
+]
+# design.md: int8 all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child
+INT8_REFERENCE = [0.7615, 0.0494, 0.1349]
+
+MIXED = SEEDS + [
+    "short",
+    "Postgres is the source of truth; Redis only carries work signals.",
+    " ".join(f"token{i}" for i in range(90)),
+    "pgvector " * 40,
+    "An HNSW index answers approximate nearest neighbour queries in logarithmic time.",
+    "a",
+    "Ünïcödé, emoji 🚀 and CJK 向量数据库 all tokenize.",
+]
+
+
+def test_seed_cosines_match_reference(embedder: EmbeddingEngine) -> None:
+    v = embedder.embed(SEEDS).vectors
+    got = [v[0] @ v[1], v[0] @ v[2], v[1] @ v[2]]
+    assert got == pytest.approx(INT8_REFERENCE, abs=0.002)
+    assert np.linalg.norm(v, axis=1) == pytest.approx(1.0, abs=1e-5)
+
+
+def _independent_embedding(model_store: ModelStore, text: str) -> np.ndarray:
+    """Plain tokenizers + onnxruntime + numpy, one text at a time, sharing no code with the engine."""
+    folder = model_store.path("all-MiniLM-L6-v2")
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(256)
+    ids = np.array([tok.encode(text).ids], dtype=np.int64)
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    hidden = session.run(None, feeds)[0][0]
+    mean = hidden.mean(axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def test_engine_equals_plain_onnxruntime(embedder: EmbeddingEngine, model_store: ModelStore) -> None:
+    vectors = embedder.embed(MIXED).vectors
+    for text, vector in zip(MIXED, vectors, strict=True):
+        np.testing.assert_allclose(vector, _independent_embedding(model_store, text), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("token_budget", "max_batch_size"), [(1, 1), (64, 3), (300, 2), (100_000, 128), (512, 7)]
+)
+def test_vectors_do_not_depend_on_batching(
+    embedder: EmbeddingEngine, token_budget: int, max_batch_size: int
+) -> None:
+    reference = np.stack([embedder.embed([text]).vectors[0] for text in MIXED])
+    saved = embedder.token_budget, embedder.max_batch_size
+    embedder.token_budget, embedder.max_batch_size = token_budget, max_batch_size
+    try:
+        batched = embedder.embed(MIXED).vectors
+    finally:
+        embedder.token_budget, embedder.max_batch_size = saved
+    np.testing.assert_allclose(batched, reference, rtol=0, atol=1e-6)
+
+
+def test_random_splits_give_the_same_vectors(embedder: EmbeddingEngine) -> None:
+    rng = np.random.default_rng(7)
+    whole = embedder.embed(MIXED).vectors
+    for _ in range(3):
+        order = rng.permutation(len(MIXED))
+        cut = int(rng.integers(1, len(MIXED)))
+        parts = [order[:cut], order[cut:]]
+        for part in parts:
+            got = embedder.embed([MIXED[i] for i in part]).vectors
+            np.testing.assert_allclose(got, whole[part], rtol=0, atol=1e-6)
+
+
+def test_truncation_is_flagged_with_counts(embedder: EmbeddingEngine) -> None:
+    long_text = "hello world " * 300  # 600 word pieces + [CLS] + [SEP]
+    result = embedder.embed(["hello world", long_text])
+    assert result.tokens == [4, 256]
+    assert result.truncated == [False, True]
+    assert result.original_tokens == [4, 602]
+
+
+def test_token_ids_input_equals_text_input(embedder: EmbeddingEngine) -> None:
+    encoded = embedder.tokenizer.encode(SEEDS)
+    np.testing.assert_allclose(
+        embedder.embed_ids(encoded.ids).vectors, embedder.embed(SEEDS).vectors, atol=1e-6
+    )
+    too_long = embedder.embed_ids([list(range(1000, 1300))])
+    assert too_long.tokens == [256] and too_long.truncated == [True] and too_long.original_tokens == [300]
+
+
+def test_empty_token_sequence_is_refused(embedder: EmbeddingEngine) -> None:
+    with pytest.raises(ValueError, match="empty"):
+        embedder.embed_ids([[]])

@@ -1,0 +1,28 @@
+"""Alembic migrations upgrade and downgrade on a scratch database of the embedded server."""
+
+from __future__ import annotations
+
+import psycopg
+from sqlalchemy import inspect
+
+from onnxvec import db, services
+
+
+def test_upgrade_downgrade_upgrade(endpoints: services.Endpoints) -> None:
+    admin = endpoints.database_url.replace("+psycopg", "").replace("/onnxvec?", "/postgres?")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS migrations_probe")
+        conn.execute("CREATE DATABASE migrations_probe")
+    engine = db.make_engine(endpoints.database_url.replace("/onnxvec?", "/migrations_probe?"))
+    try:
+        db.upgrade(engine)
+        assert db.current_revision(engine) == "0001"
+        assert {"collections", "documents", "chunks"} <= set(inspect(engine).get_table_names())
+        db.upgrade(engine)  # idempotent: start-up runs it every time
+        db.downgrade(engine, "base")
+        assert db.current_revision(engine) is None
+        assert not {"collections", "documents", "chunks"} & set(inspect(engine).get_table_names())
+        db.upgrade(engine)
+        assert db.current_revision(engine) == "0001"
+    finally:
+        engine.dispose()

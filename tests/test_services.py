@@ -1,0 +1,64 @@
+"""Embedded PostgreSQL and Redis: idempotent start, data kept across restarts, URLs respected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import redis
+
+from onnxvec import services
+from onnxvec.config import Settings
+
+
+def _libpq(url: str) -> str:
+    return url.replace("+psycopg", "")
+
+
+def test_pgvector_and_postgres_versions(endpoints: services.Endpoints) -> None:
+    with psycopg.connect(_libpq(endpoints.database_url)) as conn:
+        assert conn.info.server_version >= 180000
+        (version,) = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    assert tuple(int(x) for x in version.split(".")[:2]) >= (0, 8)
+
+
+def test_starting_twice_finds_the_running_servers(settings: Settings, endpoints: services.Endpoints) -> None:
+    before = {s.name: s.pid for s in services.services_status(settings)}
+    assert services.ensure_services(settings) == endpoints
+    after = {s.name: s.pid for s in services.services_status(settings)}
+    assert before == after and all(after.values())
+
+
+def test_services_listen_on_unix_sockets_only(endpoints: services.Endpoints) -> None:
+    assert "host=/" in endpoints.database_url
+    assert endpoints.redis_url.startswith("unix:///")
+    with psycopg.connect(_libpq(endpoints.database_url)) as conn:
+        assert conn.execute("SHOW listen_addresses").fetchone() == ("",)
+
+
+def test_data_survives_a_restart(settings: Settings, endpoints: services.Endpoints) -> None:
+    with psycopg.connect(_libpq(endpoints.database_url), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS restart_probe (v text)")
+        conn.execute("INSERT INTO restart_probe VALUES ('kept')")
+    redis.Redis.from_url(endpoints.redis_url).set("restart_probe", "kept")
+    old_pids = {s.name: s.pid for s in services.services_status(settings)}
+
+    assert sorted(services.stop_services(settings)) == ["postgres", "redis"]
+    assert not any(s.running for s in services.services_status(settings))
+    assert services.stop_services(settings) == []
+
+    assert services.ensure_services(settings) == endpoints
+    new_pids = {s.name: s.pid for s in services.services_status(settings)}
+    assert new_pids != old_pids
+    with psycopg.connect(_libpq(endpoints.database_url)) as conn:
+        assert conn.execute("SELECT v FROM restart_probe").fetchall() == [("kept",)]
+    assert redis.Redis.from_url(endpoints.redis_url).get("restart_probe") == b"kept"
+
+
+def test_configured_urls_start_nothing(tmp_path: Path, endpoints: services.Endpoints) -> None:
+    other = Settings(home=tmp_path, database_url=endpoints.database_url, redis_url=endpoints.redis_url)
+    assert services.ensure_services(other) == endpoints
+    assert not other.services_dir.exists()
+    status = services.services_status(other)
+    assert [(s.embedded, s.running) for s in status] == [(False, True), (False, True)]
+    assert services.stop_services(other) == []

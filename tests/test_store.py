@@ -1,0 +1,117 @@
+"""Collections per metric with real model vectors in the real pgvector store."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, text
+
+from onnxvec import store
+from onnxvec.embed import EmbeddingEngine
+
+SENTENCES = [
+    "Postgres stores the documents and their state.",
+    "Redis carries the work signals between processes.",
+    "The worker chunks each document before embedding it.",
+    "HNSW indexes give fast approximate nearest neighbour search.",
+    "Cosine distance compares directions, not lengths.",
+    "The API speaks the same protocol as OpenAI.",
+    "A cat slept on the warm windowsill all afternoon.",
+    "Interest rates rose for the third quarter in a row.",
+    "The mountain trail was covered in fresh snow.",
+    "She baked bread with rosemary and sea salt.",
+    "The violinist tuned her instrument before the concert.",
+    "Photosynthesis turns light into chemical energy.",
+]
+
+
+def _fill(conn, collection: store.Collection, vectors: np.ndarray, lang: str) -> int:
+    doc = store.upsert_document(
+        conn, collection, f"doc-{lang}", source=f"mem://{lang}", metadata={"lang": lang}
+    )
+    rows = [
+        store.ChunkRow(i, s, hashlib.sha256(s.encode()).hexdigest(), 10, v)
+        for i, (s, v) in enumerate(zip(SENTENCES, vectors, strict=True))
+    ]
+    return store.write_chunks(conn, collection, doc, rows)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
+def test_each_vector_is_its_own_nearest_neighbour(
+    engine: Engine, embedder: EmbeddingEngine, metric: str
+) -> None:
+    vectors = embedder.embed(SENTENCES).vectors
+    with engine.begin() as conn:
+        col = store.create_collection(conn, f"nn_{metric}", "all-MiniLM-L6-v2", embedder.dims, metric)
+        assert _fill(conn, col, vectors, "en") == len(SENTENCES)
+    with engine.begin() as conn:
+        for i, vector in enumerate(vectors):
+            hits = store.search(conn, col, vector, k=3)
+            assert hits[0].ordinal == i and hits[0].text == SENTENCES[i]
+            assert hits[0].score >= hits[1].score >= hits[2].score
+        top = store.search(conn, col, vectors[0], k=1)[0]
+        assert top.score == pytest.approx({"cosine": 1.0, "ip": 1.0, "l2": 0.0}[metric], abs=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
+def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str) -> None:
+    with engine.begin() as conn:
+        col = store.create_collection(conn, f"plan_{metric}", "m", 4, metric)
+        opclass = conn.execute(
+            text(
+                "SELECT opc.opcname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_opclass opc ON opc.oid = i.indclass[0] WHERE c.relname = :n"
+            ),
+            {"n": col.index_name},
+        ).scalar()
+        assert opclass == store.OPCLASS[metric]
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = (
+            conn.execute(
+                text(
+                    f"EXPLAIN SELECT id FROM chunks WHERE collection_id = {col.id}"
+                    f" ORDER BY {col.vector_expr} {store.OPERATOR[metric]} '[1,0,0,0]' LIMIT 5"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert any(col.index_name in line for line in plan), plan
+
+
+def test_filters_apply_during_the_scan(engine: Engine, embedder: EmbeddingEngine) -> None:
+    vectors = embedder.embed(SENTENCES).vectors
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "filtered", "all-MiniLM-L6-v2", embedder.dims, "cosine")
+        _fill(conn, col, vectors, "en")
+        _fill(conn, col, vectors, "de")
+    with engine.begin() as conn:
+        hits = store.search(conn, col, vectors[3], k=5, filter={"lang": "de"})
+    assert len(hits) == 5 and {h.metadata["lang"] for h in hits} == {"de"} and hits[0].ordinal == 3
+
+
+def test_wrong_dimension_and_duplicates_are_refused(engine: Engine) -> None:
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "dims4", "m", 4, "l2")
+        with pytest.raises(store.StoreError, match="already exists"):
+            store.create_collection(conn, "dims4", "m", 4, "l2")
+        with pytest.raises(store.StoreError, match="4-d"):
+            store.search(conn, col, np.zeros(3), k=1)
+        with pytest.raises(store.StoreError, match="metric"):
+            store.create_collection(conn, "bad", "m", 4, "hamming")  # type: ignore[arg-type]
+    with engine.begin() as conn, pytest.raises(store.CollectionNotFound):
+        store.get_collection(conn, "nope")
+
+
+def test_drop_collection_removes_index_and_rows(engine: Engine, embedder: EmbeddingEngine) -> None:
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "doomed", "all-MiniLM-L6-v2", embedder.dims, "cosine")
+        _fill(conn, col, embedder.embed(SENTENCES).vectors, "en")
+        store.drop_collection(conn, "doomed")
+        assert (
+            conn.execute(text("SELECT count(*) FROM chunks WHERE collection_id = :c"), {"c": col.id}).scalar()
+            == 0
+        )
+        assert conn.execute(text("SELECT to_regclass(:n)"), {"n": col.index_name}).scalar() is None
