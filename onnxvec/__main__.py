@@ -1,0 +1,3 @@
+from onnxvec.cli import app
+
+app()

