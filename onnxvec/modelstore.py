@@ -191,12 +191,29 @@ class ModelStore:
         **overrides: Any,
     ) -> ModelManifest:
         """Pull from the Hugging Face hub (honours HF_ENDPOINT and HF_TOKEN), with a progress bar."""
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import HfApi, snapshot_download
 
         with self._staging(name) as stage:
-            snapshot_download(repo_id, revision=revision, allow_patterns=include or None, local_dir=stage)
+            try:
+                # pin the download to the commit the revision names now, and record that commit
+                commit = HfApi().model_info(repo_id, revision=revision or "main").sha
+                snapshot_download(
+                    repo_id,
+                    revision=commit,
+                    allow_patterns=include or None,
+                    local_dir=stage,
+                    cache_dir=stage / ".cache",
+                )
+            except Exception as exc:  # the hub client raises HTTP, network and OS errors alike
+                raise ModelError(f"hub pull of {repo_id!r} failed: {exc}") from exc
             shutil.rmtree(stage / ".cache", ignore_errors=True)
-            source = {"type": "hub", "repo_id": repo_id, "revision": revision, "include": include}
+            source = {
+                "type": "hub",
+                "repo_id": repo_id,
+                "revision": revision,
+                "commit": commit,
+                "include": include,
+            }
             return self._commit(name, stage, describe_folder(stage) | _given(overrides), source)
 
     def pull_local(self, name: str, folder: Path, **overrides: Any) -> ModelManifest:
