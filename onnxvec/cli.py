@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import time
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -230,16 +230,9 @@ def up() -> None:
         f"onnxvec up: postgres {endpoints.database_url}\n            redis {endpoints.redis_url}\n"
         f"            model {manifest.name} ({manifest.dims} dims) loaded\nCtrl-C stops everything."
     )
-    stop = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        while not stop:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a background start may inherit SIGINT ignored
+        signal.signal(signum, lambda *_: stop.set())
+    while not stop.wait(0.5):
         pass
     typer.echo("stopping: " + (", ".join(services.stop_services(settings)) or "nothing embedded"))
