@@ -24,7 +24,7 @@ import onnxruntime as ort
 
 from onnxvec.batch import plan_batches
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine, providers
+from onnxvec.embed import EmbeddingEngine, providers, session_options
 from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore
 
 INT8_MODEL, FP32_MODEL = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32"
@@ -101,13 +101,11 @@ def _timed(fn: Callable[[], object]) -> float:
 
 
 def bare_session(store: ModelStore, name: str, settings: Settings) -> ort.InferenceSession:
-    """A fresh, plain session on a model's ONNX file, set up like the engine's but built here."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = settings.threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    """A fresh, plain session on a model's ONNX file, with the engine's options and nothing around it."""
     path = store.path(name) / str(store.get(name).onnx_file)
-    return ort.InferenceSession(str(path), options, providers=providers(settings.provider))
+    return ort.InferenceSession(
+        str(path), session_options(settings.threads), providers=providers(settings.provider)
+    )
 
 
 def padded_feeds(
