@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy import Engine
 
 from onnxvec import db, services, store
 from onnxvec.config import Settings, get_settings
@@ -31,7 +32,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _engine(settings: Settings):
+def _database(settings: Settings) -> Engine:
     """A database engine on the configured or embedded Postgres, schema brought up to date."""
     engine = db.make_engine(services.ensure_services(settings).database_url)
     db.upgrade(engine)
@@ -169,7 +170,7 @@ def collections_create(
         manifest = ModelStore(settings.models_dir).get(model or settings.embedding_model)
         if metric not in manifest.distance_metrics:
             raise store.StoreError(f"{manifest.name} suits {manifest.distance_metrics}, not {metric!r}")
-        with _engine(settings).begin() as conn:
+        with _database(settings).begin() as conn:
             col = store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric)
     except (ModelError, store.StoreError) as exc:
         raise _fail(str(exc)) from exc
@@ -178,7 +179,7 @@ def collections_create(
 
 @collections_app.command("list")
 def collections_list() -> None:
-    with _engine(get_settings()).connect() as conn:
+    with _database(get_settings()).connect() as conn:
         for col in store.list_collections(conn):
             typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric}")
 
@@ -224,8 +225,9 @@ def up() -> None:
     settings = get_settings()
     endpoints = services.ensure_services(settings)
     db.upgrade(db.make_engine(endpoints.database_url))
-    manifest = ModelStore(settings.models_dir).pull(settings.embedding_model)
-    EmbeddingEngine(manifest, ModelStore(settings.models_dir), settings).embed(["warm-up"])
+    model_store = ModelStore(settings.models_dir)
+    manifest = model_store.pull(settings.embedding_model)
+    EmbeddingEngine(manifest, model_store, settings).embed(["warm-up"])
     typer.echo(
         f"onnxvec up: postgres {endpoints.database_url}\n            redis {endpoints.redis_url}\n"
         f"            model {manifest.name} ({manifest.dims} dims) loaded\nCtrl-C stops everything."
