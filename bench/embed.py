@@ -103,9 +103,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def bare_session(store: ModelStore, name: str, settings: Settings) -> ort.InferenceSession:
     """A fresh, plain session on a model's ONNX file, with the engine's options and nothing around it."""
     path = store.path(name) / str(store.get(name).onnx_file)
-    return ort.InferenceSession(
-        str(path), session_options(settings.threads), providers=providers(settings.provider)
-    )
+    return ort.InferenceSession(str(path), session_options(settings.threads), providers=providers(settings.provider))
 
 
 def padded_feeds(
@@ -187,9 +185,7 @@ def prepare_slices(
         members = [b for b in range(len(plan)) if slice_of[b] == j]
         indices = sorted(i for b in members for i in plan[b])
         parts.append(
-            Slice(
-                [texts[i] for i in indices], [feeds[b] for b in members], [encoded.tokens[i] for i in indices]
-            )
+            Slice([texts[i] for i in indices], [feeds[b] for b in members], [encoded.tokens[i] for i in indices])
         )
         again = plan_batches(parts[-1].lengths, settings.token_budget, settings.max_batch_size)
         assert [len(x) for x in again] == [len(plan[b]) for b in members], "slice planned differently"

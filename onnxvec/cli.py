@@ -91,9 +91,7 @@ def db_downgrade(revision: str) -> None:
 @models_app.command("pull")
 def models_pull(
     name: str,
-    hf: Annotated[
-        str | None, typer.Option(help="Hugging Face repo id (honours HF_ENDPOINT, HF_TOKEN)")
-    ] = None,
+    hf: Annotated[str | None, typer.Option(help="Hugging Face repo id (honours HF_ENDPOINT, HF_TOKEN)")] = None,
     revision: Annotated[str | None, typer.Option(help="hub revision")] = None,
     include: Annotated[list[str] | None, typer.Option(help="hub file patterns to fetch")] = None,
     path: Annotated[Path | None, typer.Option(help="local folder to copy")] = None,
@@ -120,9 +118,7 @@ def models_pull(
             manifest = model_store.pull(name, force=force)
     except ModelError as exc:
         raise _fail(str(exc)) from exc
-    typer.echo(
-        f"{manifest.name}: {manifest.kind}, {len(manifest.files)} files, source {manifest.source['type']}"
-    )
+    typer.echo(f"{manifest.name}: {manifest.kind}, {len(manifest.files)} files, source {manifest.source['type']}")
 
 
 @models_app.command("list")
@@ -212,9 +208,7 @@ def embed(
             )
         )
         return
-    for text_, vector, tokens, cut in zip(
-        texts, result.vectors, result.tokens, result.truncated, strict=True
-    ):
+    for text_, vector, tokens, cut in zip(texts, result.vectors, result.tokens, result.truncated, strict=True):
         head = " ".join(f"{x:+.4f}" for x in vector[:4])
         typer.echo(f"[{head} ...] {tokens} tokens{' (truncated)' if cut else ''}  {text_[:60]}")
 
@@ -238,3 +232,6 @@ def up() -> None:
     while not stop.wait(0.5):
         pass
     typer.echo("stopping: " + (", ".join(services.stop_services(settings)) or "nothing embedded"))
+
+
+from onnxvec import cli_work  # noqa: E402, F401  (registers ingest, worker, status, retry, search)

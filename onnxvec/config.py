@@ -38,14 +38,20 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, validation_alias=AliasChoices("DATABASE_URL", "ONNXVEC_DATABASE_URL")
     )
-    redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("REDIS_URL", "ONNXVEC_REDIS_URL")
-    )
+    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "ONNXVEC_REDIS_URL"))
     embedding_model: str = "all-MiniLM-L6-v2"
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     token_budget: int = Field(default=8192, ge=1, description="padded tokens per ONNX forward")
     max_batch_size: int = Field(default=128, ge=1)
+    # ingestion
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    task_documents: int = Field(default=32, ge=1, description="document ids per queue message")
+    lease_seconds: float = Field(default=300, gt=0, description="how long a claim holds before others may take it")
+    max_attempts: int = Field(default=5, ge=1)
+    reconcile_seconds: float = Field(default=30, gt=0, description="period of the reconciler")
+    requeue_after_seconds: float = Field(default=600, gt=0, description="pending this long after enqueue: re-enqueue")
+    worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
 
     @property
     def models_dir(self) -> Path:

@@ -72,9 +72,7 @@ class EmbeddingEngine:
 
     def __init__(self, manifest: ModelManifest, store: ModelStore, settings: Settings) -> None:
         if manifest.kind != "embedding" or not manifest.onnx_file or not manifest.tokenizer_file:
-            raise ModelError(
-                f"{manifest.name} is not an embedding model with an ONNX file and tokenizer.json"
-            )
+            raise ModelError(f"{manifest.name} is not an embedding model with an ONNX file and tokenizer.json")
         folder = store.path(manifest.name)
         self.manifest = manifest
         self.token_budget = settings.token_budget

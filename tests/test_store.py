@@ -28,9 +28,7 @@ SENTENCES = [
 
 
 def _fill(conn, collection: store.Collection, vectors: np.ndarray, lang: str) -> int:
-    doc = store.upsert_document(
-        conn, collection, f"doc-{lang}", source=f"mem://{lang}", metadata={"lang": lang}
-    )
+    doc = store.upsert_document(conn, collection, f"doc-{lang}", source=f"mem://{lang}", metadata={"lang": lang})
     rows = [
         store.ChunkRow(i, s, hashlib.sha256(s.encode()).hexdigest(), 10, v)
         for i, (s, v) in enumerate(zip(SENTENCES, vectors, strict=True))
@@ -39,9 +37,7 @@ def _fill(conn, collection: store.Collection, vectors: np.ndarray, lang: str) ->
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
-def test_each_vector_is_its_own_nearest_neighbour(
-    engine: Engine, embedder: EmbeddingEngine, metric: str
-) -> None:
+def test_each_vector_is_its_own_nearest_neighbour(engine: Engine, embedder: EmbeddingEngine, metric: str) -> None:
     vectors = embedder.embed(SENTENCES).vectors
     with engine.begin() as conn:
         col = store.create_collection(conn, f"nn_{metric}", "all-MiniLM-L6-v2", embedder.dims, metric)
@@ -110,8 +106,5 @@ def test_drop_collection_removes_index_and_rows(engine: Engine, embedder: Embedd
         col = store.create_collection(conn, "doomed", "all-MiniLM-L6-v2", embedder.dims, "cosine")
         _fill(conn, col, embedder.embed(SENTENCES).vectors, "en")
         store.drop_collection(conn, "doomed")
-        assert (
-            conn.execute(text("SELECT count(*) FROM chunks WHERE collection_id = :c"), {"c": col.id}).scalar()
-            == 0
-        )
+        assert conn.execute(text("SELECT count(*) FROM chunks WHERE collection_id = :c"), {"c": col.id}).scalar() == 0
         assert conn.execute(text("SELECT to_regclass(:n)"), {"n": col.index_name}).scalar() is None

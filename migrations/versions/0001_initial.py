@@ -38,16 +38,12 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.CheckConstraint("metric IN ('cosine', 'l2', 'ip')", name="collections_metric_check"),
         sa.CheckConstraint("dims BETWEEN 1 AND 16000", name="collections_dims_check"),
-        sa.CheckConstraint(
-            "chunk_overlap >= 0 AND chunk_overlap < chunk_tokens", name="collections_chunk_check"
-        ),
+        sa.CheckConstraint("chunk_overlap >= 0 AND chunk_overlap < chunk_tokens", name="collections_chunk_check"),
     )
     op.create_table(
         "documents",
         sa.Column("id", sa.BigInteger, primary_key=True),
-        sa.Column(
-            "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
         sa.Column("external_id", sa.Text, nullable=False),
         sa.Column("source", sa.Text),
         sa.Column("content_hash", sa.Text),
@@ -59,21 +55,15 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.UniqueConstraint("collection_id", "external_id", name="documents_collection_external_key"),
-        sa.CheckConstraint(
-            "state IN ('pending', 'processing', 'done', 'failed')", name="documents_state_check"
-        ),
+        sa.CheckConstraint("state IN ('pending', 'processing', 'done', 'failed')", name="documents_state_check"),
     )
     op.create_index("documents_state_idx", "documents", ["collection_id", "state"])
     op.create_index("documents_metadata_idx", "documents", ["metadata"], postgresql_using="gin")
     op.create_table(
         "chunks",
         sa.Column("id", sa.BigInteger, primary_key=True),
-        sa.Column(
-            "collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False
-        ),
-        sa.Column(
-            "document_id", sa.BigInteger, sa.ForeignKey("documents.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("document_id", sa.BigInteger, sa.ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
         sa.Column("ordinal", sa.Integer, nullable=False),
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("content_hash", sa.Text, nullable=False),

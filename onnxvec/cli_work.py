@@ -1,0 +1,220 @@
+"""`onnxvec ingest | worker | status | retry | search`: the ingestion side of the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+from onnxvec import db, documents, ingest, queue, services, store
+from onnxvec.cli import _database, _fail, app
+from onnxvec.config import get_settings
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.load import LoadOptions
+from onnxvec.modelstore import ModelError
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    pairs = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise _fail(f"{what} must look like key=value, not {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+@app.command("ingest")
+def ingest_command(
+    paths: Annotated[list[str], typer.Argument(help="files, folders (recursive), globs, or - for stdin")],
+    collection: Annotated[str, typer.Option(help="collection to ingest into (created if new)")],
+    metric: Annotated[str | None, typer.Option(help="cosine|l2|ip, for a new collection")] = None,
+    model: Annotated[str | None, typer.Option(help="embedding model, for a new collection")] = None,
+    meta: Annotated[list[str] | None, typer.Option(help="metadata key=value for every document")] = None,
+    wait: Annotated[bool, typer.Option(help="return when all are embedded; exit 1 if any failed")] = False,
+    prune: Annotated[bool, typer.Option(help="delete documents whose source file is gone")] = False,
+    id_field: Annotated[str, typer.Option(help="JSON/CSV record id field")] = "id",
+    text_field: Annotated[str, typer.Option(help="JSON/CSV record text field")] = "text",
+    metadata_field: Annotated[list[str] | None, typer.Option(help="JSON/CSV fields kept as metadata")] = None,
+    stdin_format: Annotated[str, typer.Option(help="txt|md|html|jsonl|json|csv for -")] = "txt",
+    timeout: Annotated[float | None, typer.Option(help="with --wait: give up after this many seconds")] = None,
+) -> None:
+    """Register documents in Postgres and hand them to the workers."""
+    settings = get_settings()
+    options = LoadOptions(
+        id_field=id_field,
+        text_field=text_field,
+        metadata_fields=tuple(metadata_field) if metadata_field else None,
+        max_bytes=settings.max_document_bytes,
+        extra_metadata=_pairs(meta, "--meta"),
+    )
+    endpoints = services.ensure_services(settings)
+    engine = _database(settings)
+    stdin = sys.stdin.buffer.read() if "-" in paths else None
+    try:
+        report = ingest.ingest(
+            settings,
+            engine,
+            queue.make_app(settings, endpoints.redis_url),
+            paths,
+            collection,
+            model=model,
+            metric=metric,
+            options=options,
+            stdin=stdin,
+            stdin_kind=f".{stdin_format}",
+            prune=prune,
+        )
+    except (FileNotFoundError, ModelError, store.StoreError) as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(
+        f"{report.collection}: {report.files} files, {report.documents} documents: {len(report.queued)} queued, "
+        f"{report.unchanged} unchanged, {report.failed_to_load} failed to load, {report.pruned} pruned"
+    )
+    for path in report.unsupported:
+        typer.echo(f"unsupported file type, not ingested: {path}", err=True)
+    if not wait:
+        return
+    with engine.connect() as conn:
+        col = store.get_collection(conn, collection)
+    counts = _wait_with_progress(engine, col, report.queued, timeout)
+    failed = counts["documents"]["failed"] + report.failed_to_load
+    if failed:
+        typer.echo(f"{failed} documents failed; see `onnxvec status --failed --collection {collection}`", err=True)
+        raise typer.Exit(1)
+
+
+def _wait_with_progress(engine, col: store.Collection, ids: list[int], timeout: float | None) -> dict:
+    bar = tqdm(total=len(ids), unit="doc", desc="embedded", disable=not ids)
+    first: dict = {}
+    started = time.monotonic()
+
+    def show(counts: dict) -> None:
+        states = counts["documents"]
+        first.setdefault("chunks", counts["chunks"])
+        bar.n = states["done"] + states["failed"]
+        rate = (counts["chunks"] - first["chunks"]) / max(time.monotonic() - started, 1e-6)
+        bar.set_postfix(chunks_per_s=f"{rate:.0f}", errors=states["failed"], refresh=False)
+        bar.refresh()
+
+    try:
+        return ingest.wait(engine, col, ids, show, timeout=timeout)
+    except TimeoutError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        bar.close()
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[int | None, typer.Option(help="worker processes (default: settings, else 1)")] = None,
+    beat: Annotated[bool, typer.Option(help="also run the periodic reconciler")] = True,
+    loglevel: Annotated[str, typer.Option()] = "info",
+) -> None:
+    """A Celery worker on the Redis broker; processes × ONNX threads never exceed the cores."""
+    settings = get_settings()
+    processes = concurrency or settings.worker_concurrency or 1
+    cores = os.cpu_count() or 1
+    if "ONNXVEC_THREADS" not in os.environ:
+        os.environ["ONNXVEC_THREADS"] = str(max(1, cores // processes))
+        get_settings.cache_clear()
+    from worker.tasks import app as celery_app
+
+    schedule = settings.home / "worker" / "beat-schedule"
+    schedule.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        "worker",
+        "--concurrency",
+        str(processes),
+        "--pool",
+        "prefork",
+        "--loglevel",
+        loglevel,
+        "--queues",
+        queue.QUEUE,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv += ["--beat", "--schedule", str(schedule)]
+    celery_app.worker_main(argv)
+
+
+@app.command("status")
+def status_command(
+    collection: Annotated[str | None, typer.Option()] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="list failed documents with their errors")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Documents by state, chunks, queue depth, failures and recent throughput."""
+    settings = get_settings()
+    endpoints = services.ensure_services(settings)
+    try:
+        with _database(settings).connect() as conn:
+            col = store.get_collection(conn, collection) if collection else None
+            counts = documents.counts(conn, col)
+            failures = documents.failures(conn, col) if failed else []
+    except store.CollectionNotFound as exc:
+        raise _fail(str(exc)) from exc
+    counts["queue_depth"] = queue.queue_depth(endpoints.redis_url)
+    counts["docs_per_s_last_minute"] = round(counts.pop("done_last_minute") / 60, 2)
+    if as_json:
+        typer.echo(json.dumps(counts | ({"failed": failures} if failed else {}), default=str))
+        return
+    states = ", ".join(f"{k} {v}" for k, v in counts["documents"].items())
+    typer.echo(
+        f"documents: {states}\nchunks: {counts['chunks']}\nqueue depth: {counts['queue_depth']}\n"
+        f"throughput (last minute): {counts['docs_per_s_last_minute']} documents/s"
+    )
+    for row in failures:
+        typer.echo(f"failed #{row['id']} [{row['collection']}] {row['external_id']}: {row['error']}")
+
+
+@app.command("retry")
+def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> None:
+    """Queue failed documents again."""
+    settings = get_settings()
+    endpoints = services.ensure_services(settings)
+    engine = _database(settings)
+    try:
+        with engine.begin() as conn:
+            ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
+    except store.CollectionNotFound as exc:
+        raise _fail(str(exc)) from exc
+    queue.enqueue(queue.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
+    with engine.begin() as conn:
+        documents.mark_enqueued(conn, ids)
+    typer.echo(f"re-queued {len(ids)} documents")
+
+
+@app.command("search")
+def search_command(
+    query: str,
+    collection: Annotated[str, typer.Option()],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000)] = 5,
+    filter: Annotated[list[str] | None, typer.Option(help="metadata key=value (all must match)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ranked chunks for a query, scored with the collection's metric."""
+    settings = get_settings()
+    engine = db.make_engine(services.ensure_services(settings).database_url)
+    try:
+        with engine.begin() as conn:
+            col = store.get_collection(conn, collection)
+            embedder = EmbeddingEngine.load(col.model, settings)
+            vector = embedder.embed([embedder.manifest.query_prefix + query]).vectors[0]
+            hits = store.search(conn, col, vector, k, filter=_pairs(filter, "--filter") or None)
+    except (store.StoreError, ModelError) as exc:
+        raise _fail(str(exc)) from exc
+    rows = [h.__dict__ | {"metric": col.metric} for h in hits]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    for rank, h in enumerate(hits, start=1):
+        typer.echo(f"{rank}. {h.score:+.4f} [{col.metric}] doc {h.document_id} {h.source or h.external_id}")
+        typer.echo(f"   {h.text[:200]!r}")

@@ -1,0 +1,246 @@
+"""All SQL for documents and their life cycle: register, claim with a lease, finish, fail, report.
+
+States: pending -> processing (claimed, with a lease) -> done | failed. Postgres is the only record
+of this; queue messages carry ids and nothing else, so any message may be lost or delivered twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from onnxvec.load import SourceDocument
+from onnxvec.store import ChunkRow, Collection, vector_connection, write_chunks
+
+REGISTER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Registered:
+    queued: list[int]  # new or changed documents, now pending
+    failed: int  # new or changed documents that could not be loaded, recorded as failed
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    collection_id: int
+    content: str | None
+    content_hash: str | None
+    last_error: str | None
+
+
+def register(conn: Connection, collection: Collection, docs: Sequence[SourceDocument]) -> Registered:
+    """Insert or update documents in bulk; a document whose content hash is unchanged is left alone."""
+    queued: list[int] = []
+    failed = 0
+    for start in range(0, len(docs), REGISTER_BATCH):
+        part = docs[start : start + REGISTER_BATCH]
+        rows = conn.execute(
+            text(
+                "INSERT INTO documents (collection_id, external_id, source, content_hash, metadata, content,"
+                " state, last_error)"
+                " SELECT :cid, t.external_id, t.source, t.content_hash, t.metadata, t.content,"
+                " CASE WHEN t.error IS NULL THEN 'pending' ELSE 'failed' END, t.error"
+                " FROM unnest(CAST(:eids AS text[]), CAST(:sources AS text[]), CAST(:hashes AS text[]),"
+                " CAST(:metas AS jsonb[]), CAST(:contents AS text[]), CAST(:errors AS text[]))"
+                " AS t(external_id, source, content_hash, metadata, content, error)"
+                " ON CONFLICT (collection_id, external_id) DO UPDATE SET source = EXCLUDED.source,"
+                " content_hash = EXCLUDED.content_hash, metadata = EXCLUDED.metadata, content = EXCLUDED.content,"
+                " state = EXCLUDED.state, last_error = EXCLUDED.last_error, attempts = 0, lease_owner = NULL,"
+                " lease_until = NULL, enqueued_at = NULL, updated_at = now()"
+                " WHERE documents.content_hash IS DISTINCT FROM EXCLUDED.content_hash"
+                " RETURNING id, state"
+            ),
+            {
+                "cid": collection.id,
+                "eids": [d.external_id for d in part],
+                "sources": [d.source for d in part],
+                "hashes": [d.content_hash for d in part],
+                "metas": [json.dumps(d.metadata, default=str) for d in part],
+                "contents": [None if d.error else d.text for d in part],
+                "errors": [d.error for d in part],
+            },
+        ).all()
+        queued += [doc_id for doc_id, state in rows if state == "pending"]
+        failed += sum(state == "failed" for _, state in rows)
+    return Registered(queued, failed, len(docs) - len(queued) - failed)
+
+
+def mark_enqueued(conn: Connection, ids: Sequence[int]) -> None:
+    conn.execute(text("UPDATE documents SET enqueued_at = now() WHERE id = ANY(:ids)"), {"ids": list(ids)})
+
+
+def claim(conn: Connection, ids: Sequence[int], owner: str, lease_seconds: float) -> list[Claimed]:
+    """Take the pending (or lease-expired) documents among `ids`; rows another worker holds are skipped."""
+    rows = conn.execute(
+        text(
+            "UPDATE documents d SET state = 'processing', lease_owner = :owner, attempts = d.attempts + 1,"
+            " lease_until = now() + make_interval(secs => :lease), updated_at = now()"
+            " FROM (SELECT id FROM documents WHERE id = ANY(:ids) AND (state = 'pending'"
+            " OR (state = 'processing' AND lease_until < now())) ORDER BY id FOR UPDATE SKIP LOCKED) c"
+            " WHERE d.id = c.id RETURNING d.id, d.collection_id, d.content, d.content_hash, d.last_error"
+        ),
+        {"ids": list(ids), "owner": owner, "lease": lease_seconds},
+    )
+    return [Claimed(*row) for row in rows]
+
+
+def existing_vectors(conn: Connection, doc_ids: Sequence[int]) -> dict[tuple[int, str], np.ndarray]:
+    """Stored vectors by (document, chunk content hash): unchanged chunks are not embedded again."""
+    cur = vector_connection(conn).execute(
+        "SELECT document_id, content_hash, embedding FROM chunks WHERE document_id = ANY(%s)",
+        (list(doc_ids),),
+    )
+    return {(doc_id, digest): vector for doc_id, digest, vector in cur}
+
+
+def finish(
+    conn: Connection, owner: str, collection: Collection, results: dict[int, tuple[str, list[ChunkRow]]]
+) -> list[int]:
+    """Replace each document's chunks and mark it done, in the caller's one transaction.
+
+    Only documents still leased to `owner` with the content that was embedded are written: a worker
+    whose lease ran out, or whose document changed meanwhile, writes nothing for it.
+    """
+    hashes = {doc_id: digest for doc_id, (digest, _) in results.items()}
+    held = conn.execute(
+        text(
+            "SELECT id, content_hash FROM documents WHERE id = ANY(:ids) AND lease_owner = :owner"
+            " AND state = 'processing' ORDER BY id FOR UPDATE"
+        ),
+        {"ids": list(results), "owner": owner},
+    ).all()
+    kept = [doc_id for doc_id, digest in held if hashes[doc_id] == digest]
+    if not kept:
+        return []
+    conn.execute(text("DELETE FROM chunks WHERE document_id = ANY(:ids)"), {"ids": kept})
+    for doc_id in kept:
+        write_chunks(conn, collection, doc_id, results[doc_id][1])
+    conn.execute(
+        text(
+            "UPDATE documents SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL,"
+            " updated_at = now() WHERE id = ANY(:ids)"
+        ),
+        {"ids": kept},
+    )
+    return kept
+
+
+def fail(conn: Connection, owner: str, doc_id: int, error: str) -> None:
+    """Record a permanent error: the document is failed until `retry`."""
+    conn.execute(
+        text(
+            "UPDATE documents SET state = 'failed', last_error = :error, lease_owner = NULL, lease_until = NULL,"
+            " updated_at = now() WHERE id = :id AND lease_owner = :owner"
+        ),
+        {"id": doc_id, "owner": owner, "error": error[:2000]},
+    )
+
+
+def release(conn: Connection, owner: str, ids: Sequence[int], error: str) -> None:
+    """Give claimed documents back as pending after a transient error, noting it."""
+    conn.execute(
+        text(
+            "UPDATE documents SET state = 'pending', last_error = :error, lease_owner = NULL, lease_until = NULL,"
+            " updated_at = now() WHERE id = ANY(:ids) AND lease_owner = :owner"
+        ),
+        {"ids": list(ids), "owner": owner, "error": error[:2000]},
+    )
+
+
+def stale(conn: Connection, requeue_after: float, limit: int = 10_000) -> list[int]:
+    """Documents the queue may have lost: pending and not enqueued lately, or processing past their lease."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT id FROM documents WHERE (state = 'pending' AND (enqueued_at IS NULL"
+                " OR enqueued_at < now() - make_interval(secs => :after)))"
+                " OR (state = 'processing' AND lease_until < now()) ORDER BY id LIMIT :limit"
+            ),
+            {"after": requeue_after, "limit": limit},
+        ).scalars()
+    )
+
+
+def give_up(conn: Connection, max_attempts: int) -> int:
+    """Fail documents whose lease expired after their last allowed attempt (e.g. a crash each time)."""
+    return conn.execute(
+        text(
+            "UPDATE documents SET state = 'failed', lease_owner = NULL, lease_until = NULL, updated_at = now(),"
+            " last_error = 'gave up after ' || attempts || ' attempts; last error: ' || coalesce(last_error, 'none')"
+            " WHERE state = 'processing' AND lease_until < now() AND attempts >= :max"
+        ),
+        {"max": max_attempts},
+    ).rowcount
+
+
+def retry(conn: Connection, collection: Collection | None) -> list[int]:
+    """Failed documents back to pending (with a fresh attempt count); returns their ids."""
+    where = "state = 'failed'" + (f" AND collection_id = {int(collection.id)}" if collection else "")
+    return list(
+        conn.execute(
+            text(
+                f"UPDATE documents SET state = 'pending', attempts = 0, enqueued_at = NULL, updated_at = now()"
+                f" WHERE {where} RETURNING id"
+            )
+        ).scalars()
+    )
+
+
+def prune(conn: Connection, collection: Collection, roots: Sequence[str], seen: Sequence[str]) -> int:
+    """Delete documents from files under `roots` (file URIs) that this ingest did not see any more."""
+    return conn.execute(
+        text(
+            "DELETE FROM documents WHERE collection_id = :cid"
+            " AND EXISTS (SELECT 1 FROM unnest(CAST(:roots AS text[])) r WHERE starts_with(source, r))"
+            " AND NOT (external_id = ANY(:seen))"
+        ),
+        {"cid": collection.id, "roots": list(roots), "seen": list(seen)},
+    ).rowcount
+
+
+def counts(conn: Connection, collection: Collection | None = None, ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """Documents by state, chunks, and documents finished in the last minute (for throughput)."""
+    where, params = "TRUE", {}
+    if collection is not None:
+        where, params = "collection_id = :cid", {"cid": collection.id}
+    if ids is not None:
+        where, params = where + " AND id = ANY(:ids)", params | {"ids": list(ids)}
+    by_state = dict(
+        conn.execute(text(f"SELECT state, count(*) FROM documents WHERE {where} GROUP BY state"), params).all()
+    )
+    recent = conn.execute(
+        text(
+            f"SELECT count(*) FROM documents WHERE {where} AND state = 'done' AND updated_at > now() - interval '60 s'"
+        ),
+        params,
+    ).scalar_one()
+    chunk_where = "TRUE" if collection is None else "collection_id = :cid"
+    chunks = conn.execute(text(f"SELECT count(*) FROM chunks WHERE {chunk_where}"), params).scalar_one()
+    states = {state: int(by_state.get(state, 0)) for state in ("pending", "processing", "done", "failed")}
+    return {
+        "documents": states,
+        "total": sum(states.values()),
+        "chunks": int(chunks),
+        "done_last_minute": int(recent),
+    }
+
+
+def failures(conn: Connection, collection: Collection | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    where = "d.state = 'failed'" + (f" AND d.collection_id = {int(collection.id)}" if collection else "")
+    rows = conn.execute(
+        text(
+            "SELECT d.id, c.name, d.external_id, d.attempts, d.last_error, d.updated_at FROM documents d"
+            f" JOIN collections c ON c.id = d.collection_id WHERE {where} ORDER BY d.id LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    keys = ("id", "collection", "external_id", "attempts", "error", "updated_at")
+    return [dict(zip(keys, row, strict=True)) for row in rows]

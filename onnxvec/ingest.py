@@ -1,0 +1,128 @@
+"""Bulk ingest: load sources, register them in Postgres, enqueue what changed, optionally wait.
+
+Each slice of files is registered in its own transaction and then enqueued, so an interrupted run
+leaves registered documents pending; the reconciler (or the next run) picks them up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from celery import Celery
+from sqlalchemy import Engine
+
+from onnxvec import documents, queue, store
+from onnxvec.config import Settings
+from onnxvec.load import LoadOptions, SourceDocument, expand, load_file, load_stdin
+from onnxvec.modelstore import ModelStore
+
+FILES_PER_SLICE = 200
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    files: int = 0
+    documents: int = 0
+    queued: list[int] = field(default_factory=list)
+    unchanged: int = 0
+    failed_to_load: int = 0
+    pruned: int = 0
+    unsupported: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+
+
+def ensure_collection(conn, settings: Settings, name: str, model: str | None, metric: str | None) -> store.Collection:
+    """The named collection, created with the given (or default) model and metric if it is new."""
+    try:
+        collection = store.get_collection(conn, name)
+    except store.CollectionNotFound:
+        manifest = ModelStore(settings.models_dir).pull(model or settings.embedding_model)
+        if (metric or "cosine") not in manifest.distance_metrics:
+            raise store.StoreError(f"{manifest.name} suits {manifest.distance_metrics}, not {metric!r}") from None
+        return store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric or "cosine")
+    if (model and model != collection.model) or (metric and metric != collection.metric):
+        raise store.StoreError(
+            f"collection {name!r} uses {collection.model} with {collection.metric}; "
+            f"asked for {model or collection.model} with {metric or collection.metric}"
+        )
+    return collection
+
+
+def ingest(
+    settings: Settings,
+    db: Engine,
+    app: Celery,
+    specs: Sequence[str],
+    collection_name: str,
+    *,
+    model: str | None = None,
+    metric: str | None = None,
+    options: LoadOptions | None = None,
+    stdin: bytes | None = None,
+    stdin_kind: str = ".txt",
+    prune: bool = False,
+) -> IngestReport:
+    """Register every source, enqueue new and changed documents, and (with prune) drop vanished ones."""
+    options = options or LoadOptions(max_bytes=settings.max_document_bytes)
+    with db.begin() as conn:
+        collection = ensure_collection(conn, settings, collection_name, model, metric)
+    report = IngestReport(collection.name)
+    files, unsupported = expand([s for s in specs if s != "-"])
+    report.unsupported = [str(p) for p in unsupported]
+    report.files = len(files)
+    if stdin is not None:
+        _register(db, app, settings, collection, load_stdin(stdin, stdin_kind, options), report)
+    for start in range(0, len(files), FILES_PER_SLICE):
+        docs = [doc for path in files[start : start + FILES_PER_SLICE] for doc in load_file(path, options)]
+        _register(db, app, settings, collection, docs, report)
+    if prune:
+        roots = [Path(s).resolve().as_uri() for s in specs if s != "-" and Path(s).exists()]
+        with db.begin() as conn:
+            report.pruned = documents.prune(conn, collection, roots, report.seen)
+    return report
+
+
+def _register(
+    db: Engine,
+    app: Celery,
+    settings: Settings,
+    collection: store.Collection,
+    docs: list[SourceDocument],
+    report: IngestReport,
+) -> None:
+    with db.begin() as conn:
+        registered = documents.register(conn, collection, docs)
+    queue.enqueue(app, registered.queued, settings.task_documents)
+    with db.begin() as conn:
+        documents.mark_enqueued(conn, registered.queued)
+    report.documents += len(docs)
+    report.queued += registered.queued
+    report.unchanged += registered.unchanged
+    report.failed_to_load += registered.failed
+    report.seen += [d.external_id for d in docs]
+
+
+def wait(
+    db: Engine,
+    collection: store.Collection | None,
+    ids: Sequence[int],
+    on_progress: Callable[[dict], None],
+    poll_seconds: float = 0.5,
+    timeout: float | None = None,
+) -> dict:
+    """Poll Postgres until none of `ids` is pending or processing; returns the final counts."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with db.connect() as conn:
+            counts = documents.counts(conn, collection, ids)
+        on_progress(counts)
+        states = counts["documents"]
+        if states["pending"] + states["processing"] == 0:
+            return counts
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"documents still unfinished: {states}")
+        time.sleep(poll_seconds)

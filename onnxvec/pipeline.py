@@ -1,0 +1,131 @@
+"""The worker's job for one batch of document ids: claim, chunk, embed what changed, write, finish.
+
+Each batch is one claim transaction, one embedding pass (token-budget batches across all its
+documents' chunks) and one write transaction per collection that replaces the documents' chunks and
+marks them done. Chunks whose text is unchanged keep their stored vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Engine
+
+from onnxvec import documents, store
+from onnxvec.chunk import Chunk, chunk_text
+from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.modelstore import ModelStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0  # claimed elsewhere, already done, or changed while we worked
+    embedded_chunks: int = 0
+    reused_chunks: int = 0
+
+
+class Pipeline:
+    """Per worker process: models loaded once, collections looked up once."""
+
+    def __init__(self, settings: Settings, db: Engine) -> None:
+        self.settings = settings
+        self.db = db
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self._store = ModelStore(settings.models_dir)
+        self._engines: dict[str, EmbeddingEngine] = {}
+        self._collections: dict[int, store.Collection] = {}
+
+    def embedder(self, model: str) -> EmbeddingEngine:
+        if model not in self._engines:
+            self._engines[model] = EmbeddingEngine(self._store.pull(model), self._store, self.settings)
+        return self._engines[model]
+
+    def collection(self, collection_id: int) -> store.Collection:
+        if collection_id not in self._collections:
+            with self.db.connect() as conn:
+                self._collections[collection_id] = store.get_collection_by_id(conn, collection_id)
+        return self._collections[collection_id]
+
+    def process(self, ids: Sequence[int]) -> Outcome:
+        outcome = Outcome()
+        with self.db.begin() as conn:
+            claimed = documents.claim(conn, ids, self.owner, self.settings.lease_seconds)
+        outcome.skipped = len(ids) - len(claimed)
+        by_collection: dict[int, list[documents.Claimed]] = defaultdict(list)
+        for doc in claimed:
+            by_collection[doc.collection_id].append(doc)
+        for collection_id, docs in by_collection.items():
+            self._process_collection(self.collection(collection_id), docs, outcome)
+        return outcome
+
+    def _process_collection(self, collection: store.Collection, docs: list[documents.Claimed], out: Outcome) -> None:
+        engine = self.embedder(collection.model)
+        chunked: dict[int, list[Chunk]] = {}
+        errors: dict[int, str] = {}
+        for doc in docs:
+            if doc.content is None:
+                errors[doc.id] = doc.last_error or "document has no content"
+            elif not (
+                chunks := chunk_text(doc.content, engine.tokenizer, collection.chunk_tokens, collection.chunk_overlap)
+            ):
+                errors[doc.id] = "empty text: nothing to embed"
+            else:
+                chunked[doc.id] = chunks
+        if errors:
+            with self.db.begin() as conn:
+                for doc_id, error in errors.items():
+                    documents.fail(conn, self.owner, doc_id, error)
+            out.failed += len(errors)
+        if not chunked:
+            return
+        with self.db.connect() as conn:
+            stored = documents.existing_vectors(conn, list(chunked))
+        todo = [
+            (doc_id, c) for doc_id, chunks in chunked.items() for c in chunks if (doc_id, c.content_hash) not in stored
+        ]
+        result = engine.embed_ids([engine.tokenizer.with_special_tokens(c.token_ids) for _, c in todo])
+        fresh = {(doc_id, c.ordinal): v for (doc_id, c), v in zip(todo, result.vectors, strict=True)}
+        hashes = {doc.id: doc.content_hash for doc in docs}
+        special = engine.tokenizer.max_length - engine.tokenizer.content_length
+        results = {
+            doc_id: (hashes[doc_id], [_row(doc_id, c, fresh, stored, special) for c in chunks])
+            for doc_id, chunks in chunked.items()
+        }
+        with self.db.begin() as conn:
+            written = documents.finish(conn, self.owner, collection, results)
+        out.done += len(written)
+        out.skipped += len(chunked) - len(written)
+        out.embedded_chunks += len(todo)
+        out.reused_chunks += sum(len(c) for c in chunked.values()) - len(todo)
+
+    def release(self, ids: Sequence[int], error: str) -> None:
+        """After a transient failure: give this process's claims back as pending."""
+        with self.db.begin() as conn:
+            documents.release(conn, self.owner, ids, error)
+
+    def stale(self) -> list[int]:
+        """For the reconciler: give up on documents out of attempts, then list what the queue may have lost."""
+        with self.db.begin() as conn:
+            documents.give_up(conn, self.settings.max_attempts)
+            ids = documents.stale(conn, self.settings.requeue_after_seconds)
+            documents.mark_enqueued(conn, ids)
+        return ids
+
+
+def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: int) -> store.ChunkRow:
+    """A chunk with its new vector, or the stored one when its text did not change."""
+    vector = fresh.get((doc_id, chunk.ordinal))
+    if vector is None:
+        vector = np.asarray(stored[(doc_id, chunk.content_hash)], dtype=np.float32)
+    return store.ChunkRow(chunk.ordinal, chunk.text, chunk.content_hash, len(chunk.token_ids) + special_tokens, vector)

@@ -1,0 +1,63 @@
+"""Celery tasks: a thin shell over onnxvec.pipeline. Transient failures retry with backoff."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import psycopg
+import redis
+import sqlalchemy.exc
+from celery.signals import worker_process_init
+
+from onnxvec import db, queue, services
+from onnxvec.config import get_settings
+from onnxvec.pipeline import Outcome, Pipeline
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+endpoints = services.ensure_services(settings)
+app = queue.make_app(settings, endpoints.redis_url)
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    psycopg.OperationalError,
+    redis.ConnectionError,
+)
+_pipeline: Pipeline | None = None
+
+
+def pipeline() -> Pipeline:
+    """This process's pipeline (one database pool, models loaded once); created after the fork."""
+    global _pipeline
+    if _pipeline is None:
+        _pipeline = Pipeline(settings, db.make_engine(endpoints.database_url))
+    return _pipeline
+
+
+@worker_process_init.connect
+def _load_model(**_: object) -> None:
+    pipeline().embedder(settings.embedding_model)
+
+
+@app.task(name=queue.EMBED_TASK, bind=True, max_retries=None)
+def embed_documents(self, ids: list[int]) -> dict:
+    try:
+        outcome: Outcome = pipeline().process(ids)
+    except TRANSIENT as exc:
+        log.warning("transient error on %d documents, retrying: %s", len(ids), exc)
+        with contextlib.suppress(TRANSIENT):  # the database is down: the claims expire with their lease instead
+            pipeline().release(ids, f"retrying after: {exc}")
+        countdown = min(60, 2 ** min(self.request.retries, 6))
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    log.info("embedded %s", outcome)
+    return outcome.__dict__
+
+
+@app.task(name=queue.RECONCILE_TASK)
+def reconcile() -> int:
+    """Re-enqueue what Postgres says is unfinished but the queue may have lost."""
+    ids = pipeline().stale()
+    if ids:
+        log.info("reconciler re-enqueues %d documents", len(ids))
+    return queue.enqueue(app, ids, settings.task_documents)
