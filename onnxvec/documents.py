@@ -98,7 +98,7 @@ def existing_vectors(conn: Connection, doc_ids: Sequence[int]) -> dict[tuple[int
         "SELECT document_id, content_hash, embedding FROM chunks WHERE document_id = ANY(%s)",
         (list(doc_ids),),
     )
-    return {(doc_id, digest): vector for doc_id, digest, vector in cur}
+    return {(doc_id, digest): vector.to_numpy() for doc_id, digest, vector in cur}
 
 
 def finish(

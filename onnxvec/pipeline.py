@@ -14,7 +14,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 from sqlalchemy import Engine
 
 from onnxvec import documents, store
@@ -127,5 +126,5 @@ def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: i
     """A chunk with its new vector, or the stored one when its text did not change."""
     vector = fresh.get((doc_id, chunk.ordinal))
     if vector is None:
-        vector = np.asarray(stored[(doc_id, chunk.content_hash)], dtype=np.float32)
+        vector = stored[(doc_id, chunk.content_hash)]
     return store.ChunkRow(chunk.ordinal, chunk.text, chunk.content_hash, len(chunk.token_ids) + special_tokens, vector)

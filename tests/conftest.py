@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +58,56 @@ def model_store(settings: Settings) -> ModelStore:
 @pytest.fixture(scope="session")
 def embedder(settings: Settings, model_store: ModelStore) -> EmbeddingEngine:
     return EmbeddingEngine(model_store.get(DEFAULT_MODEL), model_store, settings)
+
+
+class WorkerProcess:
+    """A real `onnxvec worker` (Celery prefork pool + beat) in its own process group."""
+
+    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
+        environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        environ |= {"ONNXVEC_HOME": str(settings.home), **WORKER_ENV, **env}
+        self.log = log
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "onnxvec", "worker", "--loglevel", "info"],
+                env=environ,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while " ready." not in log.read_text(errors="replace"):
+            assert self.proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole group (main process, pool children, beat); SIGKILL is a crash."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout=60)
+
+
+# short leases and a fast reconciler, so recovery from a crash or a lost queue shows within seconds
+WORKER_ENV = {
+    "ONNXVEC_LEASE_SECONDS": "6",
+    "ONNXVEC_RECONCILE_SECONDS": "1",
+    "ONNXVEC_REQUEUE_AFTER_SECONDS": "4",
+    "ONNXVEC_TASK_DOCUMENTS": "8",
+}
+
+
+@pytest.fixture
+def start_worker(
+    settings: Settings, endpoints: services.Endpoints, model_store: ModelStore, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(**env: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker{len(started)}.log", **env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.kill(signal.SIGTERM)

@@ -1,0 +1,102 @@
+"""Loaders and chunking: pure logic on real files and the real tokenizer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from onnxvec.chunk import chunk_text
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.load import LoadOptions, expand, html_text, load_file, load_stdin
+
+
+def test_html_keeps_visible_text_only() -> None:
+    markup = "<html><head><title>t</title><style>p{}</style></head><body><h1>Title</h1><p>One &amp; two</p>"
+    markup += "<script>alert(1)</script><noscript>x</noscript><div>Three</div></body></html>"
+    assert html_text(markup) == "Title\nOne & two\nThree"
+
+
+def test_bad_files_carry_their_reason(tmp_path: Path) -> None:
+    (tmp_path / "bin.txt").write_bytes(b"\x89PNG\x00\x00binary")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (tmp_path / "empty.md").write_text("  \n")
+    (tmp_path / "big.txt").write_text("x" * 2000)
+    errors = {p.name: load_file(p, LoadOptions(max_bytes=1000))[0].error for p in sorted(tmp_path.iterdir())}
+    assert errors == {
+        "big.txt": "file is 0.0 MB, over the 0.0 MB limit",
+        "bin.txt": "binary file (NUL bytes), not text",
+        "empty.md": "empty text",
+        "latin1.txt": "not valid UTF-8: byte 0xe9 at offset 3",
+    }
+
+
+def test_records_from_jsonl_csv_and_json(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"id": "x1", "text": "alpha", "lang": "en"}\n\n{"id": "x2", "body": "b"}\n')
+    (tmp_path / "b.csv").write_text("id,text,team\n7,hello there,core\n8,,core\n")
+    (tmp_path / "c.json").write_text(json.dumps([{"text": "gamma", "n": 1}, "not an object"]))
+    docs = [d for p in sorted(tmp_path.iterdir()) for d in load_file(p, LoadOptions(metadata_fields=("lang", "team")))]
+    got = [(Path(d.external_id).name, d.text, d.error) for d in docs]
+    assert got == [
+        ("a.jsonl#x1", "alpha", None),
+        ("a.jsonl#x2", "", "record 2 has no text in field 'text'"),
+        ("b.csv#7", "hello there", None),
+        ("b.csv#8", "", "record 2 has no text in field 'text'"),
+        ("c.json#1", "gamma", None),
+        ("c.json#2", "", "record 2 is not an object"),
+    ]
+    assert docs[0].metadata["lang"] == "en" and "id" not in docs[0].metadata
+    assert docs[2].metadata["team"] == "core"
+
+
+def test_expand_recurses_and_reports_unsupported(tmp_path: Path) -> None:
+    (tmp_path / "sub" / ".git").mkdir(parents=True)
+    for name in ("a.txt", "sub/b.md", "sub/c.html", "sub/d.png", "sub/.git/e.txt"):
+        (tmp_path / name).write_text("x")
+    supported, unsupported = expand([str(tmp_path)])
+    assert [p.name for p in supported] == ["a.txt", "b.md", "c.html"]
+    assert [p.name for p in unsupported] == ["d.png"]
+    assert [p.name for p in expand([str(tmp_path / "**" / "*.md")])[0]] == ["b.md"]
+    with pytest.raises(FileNotFoundError):
+        expand([str(tmp_path / "missing")])
+
+
+def test_stdin_is_one_document_or_records() -> None:
+    (doc,) = load_stdin(b"hello from a pipe", ".txt", LoadOptions())
+    assert doc.text == "hello from a pipe" and doc.external_id.startswith("stdin:") and doc.error is None
+    docs = load_stdin(b'{"id": 1, "text": "a"}\n{"id": 2, "text": "b"}\n', ".jsonl", LoadOptions())
+    assert [d.text for d in docs] == ["a", "b"]
+
+
+PARAGRAPHS = [
+    " ".join(f"Paragraph {p} sentence {s} explains vector databases and internationalization." for s in range(7))
+    for p in range(6)
+]
+
+
+@pytest.mark.parametrize(("size", "overlap"), [(40, 0), (64, 16), (128, 32), (254, 32)])
+def test_chunks_fit_overlap_and_cover_the_text(embedder: EmbeddingEngine, size: int, overlap: int) -> None:
+    text = "\n\n".join(PARAGRAPHS)
+    chunks = chunk_text(text, embedder.tokenizer, size, overlap)
+    ids, _ = embedder.tokenizer.spans(text)
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    assert all(0 < len(c.token_ids) <= size for c in chunks)
+    assert chunks[0].text == text[: len(chunks[0].text)] and text.endswith(chunks[-1].text)
+    covered = sum(len(c.token_ids) for c in chunks)
+    assert len(ids) <= covered <= len(ids) + overlap * (len(chunks) - 1)
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        gap = text[text.index(before.text) + len(before.text) : text.index(after.text)]
+        assert gap.strip() == ""  # nothing but whitespace is left out between chunks (or they overlap)
+        assert before.text[-1] in ".ns" or size < 64  # cut at sentence ends when the window allows
+    # each chunk re-tokenizes to its own ids: embedding the ids equals embedding the text
+    assert [embedder.tokenizer.spans(c.text)[0] for c in chunks] == [c.token_ids for c in chunks]
+
+
+def test_chunking_edge_cases(embedder: EmbeddingEngine) -> None:
+    assert chunk_text("", embedder.tokenizer, 64, 8) == []
+    assert chunk_text(" \n\t ", embedder.tokenizer, 64, 8) == []
+    (only,) = chunk_text("short text", embedder.tokenizer, 64, 8)
+    assert only.text == "short text" and only.ordinal == 0
+    long_word = "x-" * 2000  # no whitespace at all: cut anyway, never loops
+    assert len(chunk_text(long_word, embedder.tokenizer, 64, 8)) > 1

@@ -1,0 +1,96 @@
+"""The worker's pipeline in this process, on the real store and model: claims, reuse, leases."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Engine, text
+
+from onnxvec import documents, store
+from onnxvec.config import Settings
+from onnxvec.load import SourceDocument
+from onnxvec.pipeline import Pipeline
+
+PARAS = [
+    f"Section {i}. " + " ".join(f"Fact {i}.{j} about pgvector indexes and recall." for j in range(12)) for i in range(5)
+]
+
+
+def _doc(name: str, body: str) -> SourceDocument:
+    return SourceDocument(name, f"mem://{name}", body, {"name": name})
+
+
+def _collection(engine: Engine, name: str) -> store.Collection:
+    with engine.begin() as conn:
+        return store.create_collection(conn, name, "all-MiniLM-L6-v2", 384, "cosine", chunk_tokens=64, chunk_overlap=8)
+
+
+def _register(engine: Engine, col: store.Collection, docs: list[SourceDocument]) -> documents.Registered:
+    with engine.begin() as conn:
+        return documents.register(conn, col, docs)
+
+
+def _chunks(engine: Engine, doc_id: int) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT ordinal, content_hash FROM chunks WHERE document_id = :d ORDER BY ordinal"), {"d": doc_id}
+        )
+        return [tuple(r) for r in rows]
+
+
+def test_only_changed_chunks_are_embedded_again(settings: Settings, engine: Engine, embedder) -> None:
+    col = _collection(engine, "reuse")
+    pipeline = Pipeline(settings, engine)
+    first = _register(engine, col, [_doc("a", "\n\n".join(PARAS)), _doc("b", PARAS[0])])
+    assert len(first.queued) == 2 and first.unchanged == 0
+    outcome = pipeline.process(first.queued)
+    assert outcome.done == 2 and outcome.reused_chunks == 0 and outcome.embedded_chunks >= 6
+    before = _chunks(engine, first.queued[0])
+
+    again = _register(engine, col, [_doc("a", "\n\n".join(PARAS)), _doc("b", PARAS[0])])
+    assert again.queued == [] and again.unchanged == 2
+    assert pipeline.process(first.queued).done == 0  # nothing pending: a duplicate message is harmless
+
+    changed = PARAS[:4] + ["Section 4. A completely different closing paragraph about cooking pasta."]
+    third = _register(engine, col, [_doc("a", "\n\n".join(changed))])
+    assert third.queued == [first.queued[0]]
+    outcome = pipeline.process(third.queued)
+    after = _chunks(engine, first.queued[0])
+    kept = len([h for h in after if h in before])
+    assert outcome.done == 1 and outcome.reused_chunks == kept and kept >= len(before) - 3
+    assert outcome.embedded_chunks == len(after) - kept and 0 < outcome.embedded_chunks <= 3
+    with engine.connect() as conn:
+        hits = store.search(conn, col, embedder.embed(["cooking pasta"]).vectors[0], k=1)
+    assert "pasta" in hits[0].text
+
+
+def test_a_lease_keeps_others_out_until_it_expires(settings: Settings, engine: Engine) -> None:
+    col = _collection(engine, "leases")
+    (doc_id,) = _register(engine, col, [_doc("x", PARAS[1])]).queued
+    with engine.begin() as conn:
+        assert [c.id for c in documents.claim(conn, [doc_id], "worker-a", lease_seconds=0.5)] == [doc_id]
+        assert documents.claim(conn, [doc_id], "worker-b", lease_seconds=60) == []
+    time.sleep(0.6)
+    late = Pipeline(settings.model_copy(update={"lease_seconds": 60}), engine)
+    assert late.process([doc_id]).done == 1  # the expired claim is taken over
+    with engine.begin() as conn:  # worker-a wakes up: its write is refused, nothing is duplicated
+        assert documents.finish(conn, "worker-a", col, {doc_id: ("stale", [])}) == []
+        state, attempts = conn.execute(text("SELECT state, attempts FROM documents WHERE id = :d"), {"d": doc_id}).one()
+    assert (state, attempts) == ("done", 2)
+    assert len(_chunks(engine, doc_id)) == len({o for o, _ in _chunks(engine, doc_id)}) > 0
+
+
+def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, engine: Engine) -> None:
+    col = _collection(engine, "errors")
+    docs = [_doc("ok", PARAS[2]), SourceDocument("bad", "mem://bad", "", {}, "binary file (NUL bytes), not text")]
+    registered = _register(engine, col, docs)
+    assert len(registered.queued) == 1 and registered.failed == 1
+    assert Pipeline(settings, engine).process(registered.queued).done == 1
+    with engine.begin() as conn:
+        (failure,) = documents.failures(conn, col)
+        assert failure["external_id"] == "bad" and failure["error"] == "binary file (NUL bytes), not text"
+        retried = documents.retry(conn, col)
+    outcome = Pipeline(settings, engine).process(retried)  # still no content: fails again with its reason
+    assert outcome.failed == 1 and outcome.done == 0
+    with engine.connect() as conn:
+        assert documents.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": 1, "failed": 1}

@@ -1,0 +1,238 @@
+"""Real worker processes on the real embedded Postgres and Redis: ingest, faults, exactly-once."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+from sqlalchemy import Engine, text
+
+from onnxvec import documents, ingest, queue, services, store
+from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine
+from tests.conftest import WorkerProcess
+from tests.test_cli import onnxvec
+
+TOPICS = [
+    "database index query replica backup schema shard commit rollback transaction vacuum",
+    "oven flour butter garlic simmer roast basil pepper dough saucepan recipe",
+    "goalkeeper referee stadium striker league penalty midfield tournament coach",
+    "portfolio dividend inflation bond equity interest ledger audit revenue",
+    "glacier canyon volcano rainforest desert tide river meadow summit",
+    "violin orchestra melody rhythm chord symphony drummer lyrics concert",
+    "enzyme protein neuron mitochondria genome cell membrane bacteria",
+    "airport passport luggage hotel itinerary museum ferry train",
+]
+PLANTED = "The purple giraffe taught quantum origami to seven sleepy penguins."
+
+
+def _text(rng: random.Random, paragraphs: int, words: int) -> str:
+    """Paragraphs of words from one topic each: varied like real documents, cheap to generate."""
+    vocab = [t.split() for t in TOPICS]
+    return "\n\n".join(" ".join(rng.choices(rng.choice(vocab), k=words)) + "." for _ in range(paragraphs))
+
+
+def write_corpus(root: Path, seed: int = 0) -> int:
+    """300+ files of six types; returns how many documents they hold."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True)
+    for i in range(100):
+        (root / f"note{i}.txt").write_text(_text(rng, 2, 40))
+    for i in range(80):
+        (root / "md" / f"page{i}.md").parent.mkdir(exist_ok=True)
+        (root / "md" / f"page{i}.md").write_text(f"# Page {i}\n\n" + _text(rng, 2, 30))
+    for i in range(60):
+        (root / f"site{i}.html").write_text(
+            f"<html><head><script>x={i}</script></head><body><p>{_text(rng, 1, 50)}</p></body></html>"
+        )
+    for i in range(30):
+        (root / f"one{i}.json").write_text(json.dumps({"id": f"j{i}", "text": _text(rng, 1, 40), "team": "a"}))
+    for i in range(30):
+        rows = [{"id": f"{i}-{k}", "text": _text(rng, 1, 30)} for k in range(3)]
+        (root / f"many{i}.jsonl").write_text("\n".join(map(json.dumps, rows)))
+    for i in range(20):
+        (root / f"table{i}.csv").write_text("id,text\n" + "".join(f"r{k},{_text(rng, 1, 25)}\n" for k in range(2)))
+    (root / "note42.txt").write_text(_text(rng, 1, 40) + "\n\n" + PLANTED)
+    return 100 + 80 + 60 + 30 + 90 + 40
+
+
+def _ingest(settings: Settings, engine: Engine, endpoints: services.Endpoints, path: Path, name: str):
+    app = queue.make_app(settings, endpoints.redis_url)
+    return ingest.ingest(settings, engine, app, [str(path)], name)
+
+
+def _wait_until(engine: Engine, name: str, done: Callable[[dict], bool], timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            counts = documents.counts(conn, store.get_collection(conn, name))
+        if done(counts["documents"]):
+            return counts
+        assert time.monotonic() < deadline, counts
+        time.sleep(0.3)
+
+
+def _all_finished(states: dict) -> bool:
+    return states["pending"] + states["processing"] == 0
+
+
+def _assert_exactly_once(engine: Engine, name: str, total: int) -> None:
+    """Every document done once: its chunks numbered 0..n-1 with no gap and no duplicate."""
+    with engine.connect() as conn:
+        col = store.get_collection(conn, name)
+        assert documents.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": total, "failed": 0}
+        bad = conn.execute(
+            text(
+                "SELECT d.id FROM documents d LEFT JOIN chunks c ON c.document_id = d.id WHERE d.collection_id = :c"
+                " GROUP BY d.id HAVING count(c.id) = 0 OR count(DISTINCT c.ordinal) <> count(c.id)"
+                " OR max(c.ordinal) <> count(c.id) - 1"
+            ),
+            {"c": col.id},
+        ).all()
+    assert bad == []
+
+
+def test_corpus_is_embedded_and_reingest_embeds_only_changes(
+    settings: Settings,
+    engine: Engine,
+    endpoints: services.Endpoints,
+    embedder: EmbeddingEngine,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    total = write_corpus(tmp_path / "corpus")
+    worker = start_worker()
+    report = _ingest(settings, engine, endpoints, tmp_path / "corpus", "corpus")
+    assert report.files == 320 and len(report.queued) == total and report.unsupported == []
+    _wait_until(engine, "corpus", _all_finished)
+    _assert_exactly_once(engine, "corpus", total)
+    with engine.connect() as conn:
+        col = store.get_collection(conn, "corpus")
+        top = store.search(conn, col, embedder.embed(["giraffe teaching origami to penguins"]).vectors[0], k=1)[0]
+        assert top.text.endswith(PLANTED) and top.external_id.endswith("note42.txt")
+        before = dict(
+            conn.execute(text("SELECT id, document_id FROM chunks WHERE collection_id = :c"), {"c": col.id}).all()
+        )
+
+    again = _ingest(settings, engine, endpoints, tmp_path / "corpus", "corpus")
+    assert again.queued == [] and again.unchanged == total
+
+    note = tmp_path / "corpus" / "note7.txt"
+    first, second = note.read_text().split("\n\n")
+    note.write_text(first + "\n\nA brand new paragraph about sourdough bread and rye flour.")
+    changed = _ingest(settings, engine, endpoints, tmp_path / "corpus", "corpus")
+    assert len(changed.queued) == 1 and changed.unchanged == total - 1
+    _wait_until(engine, "corpus", _all_finished)
+    _assert_exactly_once(engine, "corpus", total)
+    with engine.connect() as conn:
+        after = dict(
+            conn.execute(text("SELECT id, document_id FROM chunks WHERE collection_id = :c"), {"c": col.id}).all()
+        )
+    untouched = {cid: d for cid, d in before.items() if d != changed.queued[0]}
+    assert all(after.get(cid) == d for cid, d in untouched.items())  # no other document's chunks were rewritten
+    outcomes = re.findall(
+        r"embedded Outcome\(done=1, .*embedded_chunks=(\d+), reused_chunks=(\d+)\)", worker.log.read_text()
+    )
+    assert outcomes and int(outcomes[-1][0]) == 1  # the one changed chunk, not the whole document
+
+
+def test_kill_9_worker_mid_ingest_then_another_finishes(
+    settings: Settings,
+    engine: Engine,
+    endpoints: services.Endpoints,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    total = _long_corpus(tmp_path / "kill", 160)
+    first = start_worker()
+    _ingest(settings, engine, endpoints, tmp_path / "kill", "kill")
+    _wait_until(engine, "kill", lambda s: s["done"] >= 16)
+    first.kill()  # SIGKILL to the whole worker: a claimed batch is left mid-flight
+    with engine.connect() as conn:
+        left = documents.counts(conn, store.get_collection(conn, "kill"))["documents"]
+    assert left["done"] < total
+    start_worker()
+    _wait_until(engine, "kill", _all_finished)
+    _assert_exactly_once(engine, "kill", total)
+
+
+def test_flushall_mid_ingest_the_reconciler_finishes(
+    settings: Settings,
+    engine: Engine,
+    endpoints: services.Endpoints,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    total = _long_corpus(tmp_path / "flush", 160)
+    start_worker()
+    _ingest(settings, engine, endpoints, tmp_path / "flush", "flush")
+    _wait_until(engine, "flush", lambda s: s["done"] >= 16)
+    redis.Redis.from_url(endpoints.redis_url).flushall()
+    with engine.connect() as conn:
+        assert documents.counts(conn, store.get_collection(conn, "flush"))["documents"]["pending"] > 0
+    _wait_until(engine, "flush", _all_finished)
+    _assert_exactly_once(engine, "flush", total)
+
+
+def test_postgres_restart_mid_ingest_the_worker_retries(
+    settings: Settings,
+    engine: Engine,
+    endpoints: services.Endpoints,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    total = _long_corpus(tmp_path / "pg", 160)
+    worker = start_worker()
+    _ingest(settings, engine, endpoints, tmp_path / "pg", "pg")
+    _wait_until(engine, "pg", lambda s: s["done"] >= 16)
+    assert services.stop_postgres(settings)
+    time.sleep(3)
+    assert services.start_postgres(settings) == endpoints.database_url
+    _wait_until(engine, "pg", _all_finished)
+    _assert_exactly_once(engine, "pg", total)
+    assert "retrying" in worker.log.read_text() or "OperationalError" in worker.log.read_text()
+
+
+def test_bad_files_fail_clearly_and_the_rest_is_embedded(
+    settings: Settings,
+    endpoints: services.Endpoints,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "mixed"
+    root.mkdir()
+    rng = random.Random(3)
+    for i in range(20):
+        (root / f"good{i}.txt").write_text(_text(rng, 2, 30))
+    (root / "binary.txt").write_bytes(bytes(range(256)) * 64)
+    (root / "latin1.txt").write_bytes("naïve café".encode("latin-1"))
+    (root / "empty.txt").write_text("")
+    with (root / "huge.txt").open("w") as fh:
+        fh.write("lorem ipsum dolor " * (50 * 1024 * 1024 // 18 + 1))
+    start_worker()
+    done = onnxvec(settings, "ingest", str(root), "--collection", "mixed", "--wait", "--timeout", "300")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "4 documents failed" in done.stderr and "Traceback" not in done.stderr
+    status = json.loads(onnxvec(settings, "status", "--collection", "mixed", "--failed", "--json").stdout)
+    assert status["documents"] == {"pending": 0, "processing": 0, "done": 20, "failed": 4}
+    errors = {Path(row["external_id"]).name: row["error"] for row in status["failed"]}
+    assert errors == {
+        "binary.txt": "binary file (NUL bytes), not text",
+        "latin1.txt": "not valid UTF-8: byte 0xef at offset 2",
+        "empty.txt": "empty text",
+        "huge.txt": "file is 52.4 MB, over the 10.5 MB limit",
+    }
+
+
+def _long_corpus(root: Path, count: int) -> int:
+    """Documents of ~250 tokens each: enough work that a fault lands mid-ingest."""
+    rng = random.Random(count)
+    root.mkdir()
+    for i in range(count):
+        (root / f"doc{i}.txt").write_text(_text(rng, 4, 55))
+    return count
