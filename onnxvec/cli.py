@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Annotated
@@ -215,23 +217,30 @@ def embed(
 
 @app.command()
 def up() -> None:
-    """Start everything (services, schema, default model) and stay in the foreground; Ctrl-C stops it."""
+    """Start everything (services, schema, default model, a worker) in the foreground; Ctrl-C stops it."""
     settings = get_settings()
     endpoints = services.ensure_services(settings)
     db.upgrade(db.make_engine(endpoints.database_url))
-    model_store = ModelStore(settings.models_dir)
-    manifest = model_store.pull(settings.embedding_model)
-    EmbeddingEngine(manifest, model_store, settings).embed(["warm-up"])
+    manifest = ModelStore(settings.models_dir).pull(settings.embedding_model)
+    # its own session: Ctrl-C reaches only this process, which stops the worker before the services
+    worker = subprocess.Popen([sys.executable, "-m", "onnxvec", "worker"], start_new_session=True)
     typer.echo(
         f"onnxvec up: postgres {endpoints.database_url}\n            redis {endpoints.redis_url}\n"
-        f"            model {manifest.name} ({manifest.dims} dims) loaded\nCtrl-C stops everything."
+        f"            worker pid {worker.pid}, model {manifest.name} ({manifest.dims} dims)\n"
+        "Ctrl-C stops everything."
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a background start may inherit SIGINT ignored
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(0.5):
+    while not stop.wait(0.5) and worker.poll() is None:
         pass
-    typer.echo("stopping: " + (", ".join(services.stop_services(settings)) or "nothing embedded"))
+    crashed = worker.poll()
+    worker.terminate()  # Celery's warm shutdown: the current task finishes first
+    worker.wait()
+    stopped = ["worker", *services.stop_services(settings)]
+    typer.echo("stopping: " + ", ".join(stopped))
+    if crashed is not None:
+        raise _fail(f"the worker exited with status {crashed}")
 
 
 from onnxvec import cli_work  # noqa: E402, F401  (registers ingest, worker, status, retry, search)

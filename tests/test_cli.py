@@ -88,12 +88,14 @@ def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_sto
             lines.append(line)
             if "Ctrl-C" in line:
                 break
-        assert any("model all-MiniLM-L6-v2 (384 dims) loaded" in line for line in lines), lines
+        assert any("model all-MiniLM-L6-v2 (384 dims)" in line for line in lines), lines
+        worker_pid = int(next(line for line in lines if "worker pid" in line).split("worker pid ")[1].split(",")[0])
+        os.kill(worker_pid, 0)  # the worker runs
         assert all(s.running for s in services.services_status(own))
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
     finally:
         proc.kill()
     assert proc.returncode == 0, rest
-    assert "stopping: postgres, redis" in rest
+    assert "stopping: worker, postgres, redis" in rest
     assert not any(s.running for s in services.services_status(own))
