@@ -27,6 +27,7 @@ lint: install
 
 bench: model
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	-$(BIN)/onnxvec services stop
