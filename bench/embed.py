@@ -24,7 +24,7 @@ import onnxruntime as ort
 
 from onnxvec.batch import plan_batches
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine, providers, session_options
+from onnxvec.embed import EmbeddingEngine, pad_batch, providers, session_options
 from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore
 
 INT8_MODEL, FP32_MODEL = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32"
@@ -113,12 +113,7 @@ def padded_feeds(
     names = {i.name for i in session.get_inputs()}
     feeds = []
     for batch in batches:
-        longest = max(len(ids) for ids in batch)
-        input_ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
-        mask = np.zeros_like(input_ids)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
+        input_ids, mask = pad_batch(batch, pad_id)
         arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         feeds.append({k: v for k, v in arrays.items() if k in names})
     return feeds

@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from onnxvec.config import Settings
-from onnxvec.services import ensure_services
+from onnxvec.services import start_postgres
 
 config = context.config
 
@@ -19,6 +19,7 @@ connection = config.attributes.get("connection")
 if connection is not None:
     _run(connection)
 else:
-    with create_engine(ensure_services(Settings()).database_url).connect() as conn:
+    settings = Settings()
+    with create_engine(settings.database_url or start_postgres(settings)).connect() as conn:
         _run(conn)
         conn.commit()

@@ -1,3 +1,3 @@
-from onnxvec.cli import app
+from onnxvec.cli import main
 
-app()
+main()

@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from alembic.util import CommandError
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from onnxvec import db, services, store
 from onnxvec.config import Settings, get_settings
 from onnxvec.embed import EmbeddingEngine
+from onnxvec.ingest import new_collection
 from onnxvec.modelstore import ModelError, ModelStore
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -27,6 +30,26 @@ app.add_typer(services_app, name="services")
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
 app.add_typer(collections_app, name="collections")
+
+
+@app.callback()
+def _settings_are_valid() -> None:
+    """Check the environment's settings before any command runs, one clear line per bad value."""
+    try:
+        get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            typer.echo(f"error: ONNXVEC_{str(error['loc'][0]).upper()}: {error['msg']}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def main() -> None:
+    """The console script: errors a user can act on end in one line and exit 1, never a traceback."""
+    try:
+        app()
+    except (ModelError, store.StoreError, services.ServiceError, CommandError, FileNotFoundError, TimeoutError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -111,15 +134,12 @@ def models_pull(
         "query_prefix": query_prefix,
         "passage_prefix": passage_prefix,
     }
-    try:
-        if hf:
-            manifest = model_store.pull_hub(name, hf, revision=revision, include=include, **overrides)
-        elif path:
-            manifest = model_store.pull_local(name, path, **overrides)
-        else:
-            manifest = model_store.pull(name, force=force)
-    except ModelError as exc:
-        raise _fail(str(exc)) from exc
+    if hf:
+        manifest = model_store.pull_hub(name, hf, revision=revision, include=include, **overrides)
+    elif path:
+        manifest = model_store.pull_local(name, path, **overrides)
+    else:
+        manifest = model_store.pull(name, force=force)
     typer.echo(f"{manifest.name}: {manifest.kind}, {len(manifest.files)} files, source {manifest.source['type']}")
 
 
@@ -138,19 +158,13 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def models_show(name: str) -> None:
     """The manifest of a pulled model, with a check of its files' sha256."""
     model_store = ModelStore(get_settings().models_dir)
-    try:
-        manifest = model_store.get(name)
-    except ModelError as exc:
-        raise _fail(str(exc)) from exc
+    manifest = model_store.get(name)
     typer.echo(json.dumps(manifest.model_dump() | {"corrupt_files": model_store.verify(name)}, indent=2))
 
 
 @models_app.command("rm")
 def models_rm(name: str) -> None:
-    try:
-        ModelStore(get_settings().models_dir).remove(name)
-    except ModelError as exc:
-        raise _fail(str(exc)) from exc
+    ModelStore(get_settings().models_dir).remove(name)
     typer.echo(f"removed {name}")
 
 
@@ -164,14 +178,8 @@ def collections_create(
     model: Annotated[str | None, typer.Option(help="embedding model (default: settings)")] = None,
 ) -> None:
     settings = get_settings()
-    try:
-        manifest = ModelStore(settings.models_dir).get(model or settings.embedding_model)
-        if metric not in manifest.distance_metrics:
-            raise store.StoreError(f"{manifest.name} suits {manifest.distance_metrics}, not {metric!r}")
-        with _database(settings).begin() as conn:
-            col = store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric)
-    except (ModelError, store.StoreError) as exc:
-        raise _fail(str(exc)) from exc
+    with _database(settings).begin() as conn:
+        col = new_collection(conn, settings, name, model, metric)
     typer.echo(f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, index {col.index_name}")
 
 
@@ -193,10 +201,7 @@ def embed(
 ) -> None:
     """Embed texts with a pulled model: a quick check of the engine."""
     settings = get_settings()
-    try:
-        engine = EmbeddingEngine.load(model or settings.embedding_model, settings)
-    except ModelError as exc:
-        raise _fail(str(exc)) from exc
+    engine = EmbeddingEngine.load(model or settings.embedding_model, settings)
     result = engine.embed(texts)
     if as_json:
         typer.echo(

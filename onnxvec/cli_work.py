@@ -11,12 +11,11 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from onnxvec import db, documents, ingest, queue, services, store
+from onnxvec import documents, ingest, queue, services, store
 from onnxvec.cli import _database, _fail, app
 from onnxvec.config import get_settings
 from onnxvec.embed import EmbeddingEngine
 from onnxvec.load import LoadOptions
-from onnxvec.modelstore import ModelError
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -56,22 +55,19 @@ def ingest_command(
     endpoints = services.ensure_services(settings)
     engine = _database(settings)
     stdin = sys.stdin.buffer.read() if "-" in paths else None
-    try:
-        report = ingest.ingest(
-            settings,
-            engine,
-            queue.make_app(settings, endpoints.redis_url),
-            paths,
-            collection,
-            model=model,
-            metric=metric,
-            options=options,
-            stdin=stdin,
-            stdin_kind=f".{stdin_format}",
-            prune=prune,
-        )
-    except (FileNotFoundError, ModelError, store.StoreError) as exc:
-        raise _fail(str(exc)) from exc
+    report = ingest.ingest(
+        settings,
+        engine,
+        queue.make_app(settings, endpoints.redis_url),
+        paths,
+        collection,
+        model=model,
+        metric=metric,
+        options=options,
+        stdin=stdin,
+        stdin_kind=f".{stdin_format}",
+        prune=prune,
+    )
     typer.echo(
         f"{report.collection}: {report.files} files, {report.documents} documents: {len(report.queued)} queued, "
         f"{report.unchanged} unchanged, {report.failed_to_load} failed to load, {report.pruned} pruned"
@@ -104,8 +100,6 @@ def _wait_with_progress(engine, col: store.Collection, ids: list[int], timeout: 
 
     try:
         return ingest.wait(engine, col, ids, show, timeout=timeout)
-    except TimeoutError as exc:
-        raise _fail(str(exc)) from exc
     finally:
         bar.close()
 
@@ -154,13 +148,10 @@ def status_command(
     """Documents by state, chunks, queue depth, failures and recent throughput."""
     settings = get_settings()
     endpoints = services.ensure_services(settings)
-    try:
-        with _database(settings).connect() as conn:
-            col = store.get_collection(conn, collection) if collection else None
-            counts = documents.counts(conn, col)
-            failures = documents.failures(conn, col) if failed else []
-    except store.CollectionNotFound as exc:
-        raise _fail(str(exc)) from exc
+    with _database(settings).connect() as conn:
+        col = store.get_collection(conn, collection) if collection else None
+        counts = documents.counts(conn, col)
+        failures = documents.failures(conn, col) if failed else []
     counts["queue_depth"] = queue.queue_depth(endpoints.redis_url)
     counts["docs_per_s_last_minute"] = round(counts.pop("done_last_minute") / 60, 2)
     if as_json:
@@ -181,11 +172,8 @@ def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> N
     settings = get_settings()
     endpoints = services.ensure_services(settings)
     engine = _database(settings)
-    try:
-        with engine.begin() as conn:
-            ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
-    except store.CollectionNotFound as exc:
-        raise _fail(str(exc)) from exc
+    with engine.begin() as conn:
+        ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
     queue.enqueue(queue.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
     with engine.begin() as conn:
         documents.mark_enqueued(conn, ids)
@@ -202,15 +190,11 @@ def search_command(
 ) -> None:
     """Ranked chunks for a query, scored with the collection's metric."""
     settings = get_settings()
-    engine = db.make_engine(services.ensure_services(settings).database_url)
-    try:
-        with engine.begin() as conn:
-            col = store.get_collection(conn, collection)
-            embedder = EmbeddingEngine.load(col.model, settings)
-            vector = embedder.embed([embedder.manifest.query_prefix + query]).vectors[0]
-            hits = store.search(conn, col, vector, k, filter=_pairs(filter, "--filter") or None)
-    except (store.StoreError, ModelError) as exc:
-        raise _fail(str(exc)) from exc
+    with _database(settings).begin() as conn:
+        col = store.get_collection(conn, collection)
+        embedder = EmbeddingEngine.load(col.model, settings)
+        vector = embedder.embed([embedder.manifest.query_prefix + query]).vectors[0]
+        hits = store.search(conn, col, vector, k, filter=_pairs(filter, "--filter") or None)
     rows = [h.__dict__ | {"metric": col.metric} for h in hits]
     if as_json:
         typer.echo(json.dumps(rows))

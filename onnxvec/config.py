@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=30, gt=0, description="period of the reconciler")
     requeue_after_seconds: float = Field(default=600, gt=0, description="pending this long after enqueue: re-enqueue")
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute(cls, home: Path) -> Path:
+        """Servers get this path after changing directory: it must not be relative."""
+        return home.expanduser().resolve()
 
     @property
     def models_dir(self) -> Path:

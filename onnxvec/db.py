@@ -29,6 +29,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    """Step the schema back to `revision` ("base" drops every table onnxvec made)."""
     _alembic(engine, "downgrade", revision)
 
 

@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from onnxvec.batch import plan_batches
 from onnxvec.config import Settings
-from onnxvec.modelstore import ModelError, ModelManifest, ModelStore
+from onnxvec.modelstore import ModelError, ModelManifest, ModelStore, embedding_manifest
 from onnxvec.tokenize import Encoded, TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,17 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unknown pooling {mode!r}")
 
 
+def pad_batch(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded int64 ids and the attention mask that keeps the padding out."""
+    longest = max(len(ids) for ids in batch)
+    input_ids = np.full((len(batch), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), longest), dtype=np.int64)
+    for row, ids in enumerate(batch):
+        input_ids[row, : len(ids)] = ids
+        mask[row, : len(ids)] = 1
+    return input_ids, mask
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
@@ -71,8 +82,7 @@ class EmbeddingEngine:
     """One loaded embedding model; thread-compatible (ONNX Runtime sessions allow concurrent runs)."""
 
     def __init__(self, manifest: ModelManifest, store: ModelStore, settings: Settings) -> None:
-        if manifest.kind != "embedding" or not manifest.onnx_file or not manifest.tokenizer_file:
-            raise ModelError(f"{manifest.name} is not an embedding model with an ONNX file and tokenizer.json")
+        embedding_manifest(manifest)
         folder = store.path(manifest.name)
         self.manifest = manifest
         self.token_budget = settings.token_budget
@@ -84,9 +94,9 @@ class EmbeddingEngine:
             providers=providers(settings.provider),
         )
         inputs = {i.name: i for i in self.session.get_inputs()}
-        unknown = set(inputs) - _KNOWN_INPUTS
+        unknown = {name for name, i in inputs.items() if name not in _KNOWN_INPUTS or i.type not in _NUMPY_TYPES}
         if "input_ids" not in inputs or unknown:
-            raise ModelError(f"{manifest.name}: unsupported model inputs {sorted(inputs)}")
+            raise ModelError(f"{manifest.name}: unsupported model inputs {sorted(unknown) or sorted(inputs)}")
         self._input_types = {name: _NUMPY_TYPES[i.type] for name, i in inputs.items()}
         self._output = self.session.get_outputs()[0].name
 
@@ -97,7 +107,7 @@ class EmbeddingEngine:
 
     @property
     def dims(self) -> int:
-        return int(self.manifest.dims or 0)
+        return int(self.manifest.dims)  # type: ignore[arg-type]  (embedding_manifest checked it)
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         """Embed texts (truncated at the model's max length, flagged per input)."""
@@ -117,12 +127,7 @@ class EmbeddingEngine:
         """One ONNX Runtime run over a right-padded batch; pooled and (per manifest) normalized."""
         if any(len(ids) == 0 for ids in batch):
             raise ValueError("cannot embed an empty token sequence")
-        longest = max(len(ids) for ids in batch)
-        input_ids = np.full((len(batch), longest), self.tokenizer.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), longest), dtype=np.int64)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
+        input_ids, mask = pad_batch(batch, self.tokenizer.pad_id)
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         feeds = {name: feeds[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
         hidden = self.session.run([self._output], feeds)[0]

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from onnxvec import documents, queue, store
 from onnxvec.config import Settings
 from onnxvec.load import LoadOptions, SourceDocument, expand, load_file, load_stdin
-from onnxvec.modelstore import ModelStore
+from onnxvec.modelstore import ModelStore, embedding_manifest
 
 FILES_PER_SLICE = 200
 
@@ -35,15 +35,20 @@ class IngestReport:
     seen: list[str] = field(default_factory=list)
 
 
+def new_collection(conn, settings: Settings, name: str, model: str | None, metric: str | None) -> store.Collection:
+    """Create a collection for an embedding model (pulled if need be) and a metric the model suits."""
+    manifest = embedding_manifest(ModelStore(settings.models_dir).pull(model or settings.embedding_model))
+    if (metric or "cosine") not in manifest.distance_metrics:
+        raise store.StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
+    return store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric or "cosine")
+
+
 def ensure_collection(conn, settings: Settings, name: str, model: str | None, metric: str | None) -> store.Collection:
     """The named collection, created with the given (or default) model and metric if it is new."""
     try:
         collection = store.get_collection(conn, name)
     except store.CollectionNotFound:
-        manifest = ModelStore(settings.models_dir).pull(model or settings.embedding_model)
-        if (metric or "cosine") not in manifest.distance_metrics:
-            raise store.StoreError(f"{manifest.name} suits {manifest.distance_metrics}, not {metric!r}") from None
-        return store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric or "cosine")
+        return new_collection(conn, settings, name, model, metric)
     if (model and model != collection.model) or (metric and metric != collection.metric):
         raise store.StoreError(
             f"collection {name!r} uses {collection.model} with {collection.metric}; "

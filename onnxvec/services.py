@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 import redis
 
@@ -24,8 +25,13 @@ from onnxvec.config import Settings
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
 DATABASE = "onnxvec"
+MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 REDIS_SOCKET = "redis.sock"
 log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An embedded server cannot be started as configured; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,24 @@ def _postmaster(settings: Settings):
 
     pgdata = _pgdata(settings)
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
-    return info if info is not None and info.is_running() else None
+    return info if info is not None and _runs(info.pid, "postgres") else None
+
+
+def _runs(pid: int, program: str) -> bool:
+    """Whether `pid` is alive and is `program`: a stale pid file may name a reused pid."""
+    try:
+        return psutil.Process(pid).name().startswith(program)
+    except psutil.Error:
+        return False
 
 
 def _sqlalchemy_url(libpq_uri: str) -> str:
     return libpq_uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as psycopg/libpq spell it."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def start_postgres(settings: Settings) -> str:
@@ -94,7 +113,7 @@ def postgres_status(settings: Settings) -> ServiceStatus:
 
 def _can_connect_pg(url: str) -> bool:
     try:
-        psycopg.connect(url.replace("+psycopg", ""), connect_timeout=3).close()
+        psycopg.connect(libpq_url(url), connect_timeout=3).close()
     except psycopg.Error:
         return False
     return True
@@ -115,10 +134,9 @@ def _redis_pid(settings: Settings) -> int | None:
     pidfile = _redis_dir(settings) / "redis.pid"
     try:
         pid = int(pidfile.read_text().strip())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if _runs(pid, "redis-server") else None
 
 
 def _redis_ping(url: str) -> bool:
@@ -136,6 +154,8 @@ def start_redis(settings: Settings) -> str:
     if _redis_pid(settings) and _redis_ping(url):
         return url
     data = _redis_dir(settings)
+    if len(str(data / REDIS_SOCKET)) > MAX_SOCKET_PATH:
+        raise ServiceError(f"ONNXVEC_HOME is too long for a unix socket ({data / REDIS_SOCKET}); pick a shorter one")
     data.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
@@ -164,7 +184,8 @@ def start_redis(settings: Settings) -> str:
     deadline = time.monotonic() + 10
     while not _redis_ping(url):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"redis did not start; see {data / 'redis.log'}")
+            stop_redis(settings)
+            raise ServiceError(f"redis did not start; see {data / 'redis.log'}")
         time.sleep(0.05)
     return url
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ from sqlalchemy import Connection, text
 Metric = Literal["cosine", "l2", "ip"]
 OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 OPERATOR: dict[str, str] = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
+MAX_K = 1000  # pgvector's largest hnsw.ef_search
 
 
 class StoreError(Exception):
@@ -130,6 +131,7 @@ def create_collection(
 
 
 def create_index(conn: Connection, collection: Collection) -> None:
+    """The collection's own HNSW index: its vectors only, typed to its dims, with its metric's opclass."""
     conn.execute(
         text(
             f"CREATE INDEX IF NOT EXISTS {collection.index_name} ON chunks USING hnsw"
@@ -141,24 +143,22 @@ def create_index(conn: Connection, collection: Collection) -> None:
 
 
 def drop_index(conn: Connection, collection: Collection) -> None:
+    """Before dropping a collection, or to build the index after a bulk load."""
     conn.execute(text(f"DROP INDEX IF EXISTS {collection.index_name}"))
 
 
 def get_collection(conn: Connection, name: str) -> Collection:
-    row = conn.execute(
-        text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE name = :name"), {"name": name}
-    ).one_or_none()
-    if row is None:
-        raise CollectionNotFound(f"collection {name!r} does not exist")
-    return Collection(*row)
+    return _one_collection(conn, "name = :key", name, f"collection {name!r} does not exist")
 
 
 def get_collection_by_id(conn: Connection, collection_id: int) -> Collection:
-    row = conn.execute(
-        text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE id = :id"), {"id": collection_id}
-    ).one_or_none()
+    return _one_collection(conn, "id = :key", collection_id, f"collection {collection_id} does not exist")
+
+
+def _one_collection(conn: Connection, where: str, key: object, missing: str) -> Collection:
+    row = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE {where}"), {"key": key}).one_or_none()
     if row is None:
-        raise CollectionNotFound(f"collection {collection_id} does not exist")
+        raise CollectionNotFound(missing)
     return Collection(*row)
 
 
@@ -251,11 +251,14 @@ def search(
     vector = np.asarray(query, dtype=np.float32)
     if vector.shape != (collection.dims,):
         raise StoreError(f"{collection.name} holds {collection.dims}-d vectors, the query has {vector.shape}")
-    conn.execute(text(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(k))}"))
+    if not 1 <= k <= MAX_K:
+        raise StoreError(f"k must be between 1 and {MAX_K}, not {k}")
+    vector_connection(conn)  # the query vector is bound as a pgvector value
+    conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), MAX_K)}"))
     conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
     distance = f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
     where = f"c.collection_id = {int(collection.id)}"
-    params: dict[str, Any] = {"q": _vector_literal(vector), "k": int(k)}
+    params: dict[str, Any] = {"q": vector, "k": int(k)}
     if filter:
         where += " AND d.metadata @> CAST(:filter AS jsonb)"
         params["filter"] = json.dumps(filter)
@@ -274,7 +277,3 @@ def search(
 def score(metric: str, distance: float) -> float:
     """Higher is better, whatever the metric: cosine similarity, inner product, or negated L2 distance."""
     return 1.0 - distance if metric == "cosine" else -distance  # pgvector's <#> is the negative inner product
-
-
-def _vector_literal(vector: Sequence[float]) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"

@@ -99,3 +99,34 @@ def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_sto
     assert proc.returncode == 0, rest
     assert "stopping: worker, postgres, redis" in rest
     assert not any(s.running for s in services.services_status(own))
+
+
+def test_ingest_from_stdin_and_unsupported_files(settings: Settings, endpoints: Endpoints, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "onnxvec", "ingest", "-", "--collection", "piped"],
+        input="Text piped in on standard input.",
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 documents: 1 queued" in done.stdout
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG")
+    shown = onnxvec(settings, "ingest", str(tmp_path), "--collection", "piped")
+    assert shown.returncode == 0 and f"unsupported file type, not ingested: {tmp_path / 'photo.png'}" in shown.stderr
+    missing = onnxvec(settings, "ingest", str(tmp_path / "nope"), "--collection", "piped")
+    assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_bad_settings_and_bad_revisions_are_one_line_errors(settings: Settings, endpoints: Endpoints) -> None:
+    bad = subprocess.run(
+        [sys.executable, "-m", "onnxvec", "models", "list"],
+        env=_env(settings) | {"ONNXVEC_THREADS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and bad.stderr == "error: ONNXVEC_THREADS: Input should be greater than or equal to 1\n"
+    revision = onnxvec(settings, "db", "downgrade", "nonsense")
+    assert revision.returncode == 1 and revision.stderr.startswith("error: ") and "Traceback" not in revision.stderr

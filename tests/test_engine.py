@@ -95,6 +95,9 @@ def test_token_ids_input_equals_text_input(embedder: EmbeddingEngine) -> None:
     assert too_long.tokens == [256] and too_long.truncated == [True] and too_long.original_tokens == [300]
 
 
-def test_empty_token_sequence_is_refused(embedder: EmbeddingEngine) -> None:
+def test_empty_or_out_of_vocabulary_token_ids_are_refused(embedder: EmbeddingEngine) -> None:
     with pytest.raises(ValueError, match="empty"):
         embedder.embed_ids([[]])
+    for bad in ([101, -5, 102], [101, embedder.tokenizer.vocab_size, 102]):
+        with pytest.raises(ValueError, match=r"token ids must lie in \[0, 30522\)"):
+            embedder.embed_ids([bad])

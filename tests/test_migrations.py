@@ -9,7 +9,7 @@ from onnxvec import db, services
 
 
 def test_upgrade_downgrade_upgrade(endpoints: services.Endpoints) -> None:
-    admin = endpoints.database_url.replace("+psycopg", "").replace("/onnxvec?", "/postgres?")
+    admin = services.libpq_url(endpoints.database_url).replace("/onnxvec?", "/postgres?")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS migrations_probe")
         conn.execute("CREATE DATABASE migrations_probe")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from onnxvec.catalog import CATALOG
-from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore, sha256_file
+from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore, embedding_manifest, sha256_file
 
 
 def test_default_model_manifest(model_store: ModelStore) -> None:
@@ -79,3 +79,37 @@ def test_bad_requests_leave_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="invalid model name"):
         store.get("../etc")
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_chat_folders_are_not_embedding_models(model_store: ModelStore, tmp_path: Path) -> None:
+    folder = tmp_path / "chatty"
+    folder.mkdir()
+    (folder / "genai_config.json").write_text(json.dumps({"model": {"context_length": 2048}}))
+    shutil.copy(model_store.path("all-MiniLM-L6-v2") / "tokenizer.json", folder)
+    store = ModelStore(tmp_path / "models")
+    manifest = store.pull_local("chatty", folder)
+    assert manifest.kind == "chat" and manifest.context_length == 2048 and manifest.dims is None
+    with pytest.raises(ModelError, match="not an embedding model"):
+        embedding_manifest(manifest)
+
+
+def test_bad_overrides_and_bad_onnx_files_are_clear_errors(model_store: ModelStore, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    with pytest.raises(ModelError, match="pooling must be one of"):
+        store.pull_local("x", _local_folder(model_store, tmp_path), pooling="median")
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "model.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ModelError, match="not a loadable ONNX model"):
+        store.pull_local("junk", junk)
+    assert [p.name for p in (tmp_path / "models").iterdir()] == []
+
+
+def test_a_second_pull_replaces_the_model_whole(model_store: ModelStore, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    folder = _local_folder(model_store, tmp_path)
+    first = store.pull_local("swap", folder, max_seq_length=64)
+    second = store.pull_local("swap", folder, max_seq_length=96)
+    assert (first.max_seq_length, second.max_seq_length) == (64, 96)
+    assert store.get("swap") == second and store.verify("swap") == []
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["swap"]  # no staging or retired folders

@@ -6,7 +6,7 @@ import time
 
 from sqlalchemy import Engine, text
 
-from onnxvec import documents, store
+from onnxvec import documents, ingest, queue, store
 from onnxvec.config import Settings
 from onnxvec.load import SourceDocument
 from onnxvec.pipeline import Pipeline
@@ -94,3 +94,26 @@ def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, en
     assert outcome.failed == 1 and outcome.done == 0
     with engine.connect() as conn:
         assert documents.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": 1, "failed": 1}
+
+
+def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine: Engine, endpoints, tmp_path) -> None:
+    app = queue.make_app(settings, endpoints.redis_url)
+    for name in ("keep.txt", "gone.txt"):
+        (tmp_path / name).write_text(f"{name} holds a few words about vectors.")
+    first = ingest.ingest(settings, engine, app, [str(tmp_path)], "prune", prune=True)
+    assert len(first.queued) == 2 and first.pruned == 0
+    (tmp_path / "gone.txt").unlink()
+    second = ingest.ingest(settings, engine, app, [str(tmp_path)], "prune", prune=True)
+    assert second.pruned == 1 and second.unchanged == 1
+    with engine.connect() as conn:
+        left = (
+            conn.execute(
+                text(
+                    "SELECT external_id FROM documents d JOIN collections c ON c.id = d.collection_id"
+                    " WHERE c.name = 'prune'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [name.rsplit("/", 1)[1] for name in left] == ["keep.txt"]
