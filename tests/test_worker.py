@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 from sqlalchemy import Engine, text
 
@@ -141,63 +142,59 @@ def test_corpus_is_embedded_and_reingest_embeds_only_changes(
     assert outcomes and int(outcomes[-1][0]) == 1  # the one changed chunk, not the whole document
 
 
+@pytest.fixture
+def mid_ingest(
+    settings: Settings,
+    engine: Engine,
+    endpoints: services.Endpoints,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> Callable[[str], tuple[WorkerProcess, int]]:
+    """Start a worker and ingest 160 documents of ~250 tokens; return once 16 are done, so a fault lands mid-way."""
+
+    def run(name: str) -> tuple[WorkerProcess, int]:
+        total = _long_corpus(tmp_path / name, 160)
+        worker = start_worker()
+        _ingest(settings, engine, endpoints, tmp_path / name, name)
+        _wait_until(engine, name, lambda s: s["done"] >= 16)
+        return worker, total
+
+    return run
+
+
+def _finishes_exactly_once(engine: Engine, name: str, total: int) -> None:
+    with engine.connect() as conn:
+        assert documents.counts(conn, store.get_collection(conn, name))["documents"]["done"] < total  # mid-ingest
+    _wait_until(engine, name, _all_finished)
+    _assert_exactly_once(engine, name, total)
+
+
 def test_kill_9_worker_mid_ingest_then_another_finishes(
-    settings: Settings,
-    engine: Engine,
-    endpoints: services.Endpoints,
-    start_worker: Callable[..., WorkerProcess],
-    tmp_path: Path,
+    engine: Engine, start_worker: Callable[..., WorkerProcess], mid_ingest
 ) -> None:
-    total = _long_corpus(tmp_path / "kill", 160)
-    first = start_worker()
-    _ingest(settings, engine, endpoints, tmp_path / "kill", "kill")
-    _wait_until(engine, "kill", lambda s: s["done"] >= 16)
+    first, total = mid_ingest("kill")
     first.kill()  # SIGKILL to the whole worker: a claimed batch is left mid-flight
-    with engine.connect() as conn:
-        left = documents.counts(conn, store.get_collection(conn, "kill"))["documents"]
-    assert left["done"] < total
     start_worker()
-    _wait_until(engine, "kill", _all_finished)
-    _assert_exactly_once(engine, "kill", total)
+    _finishes_exactly_once(engine, "kill", total)
 
 
-def test_flushall_mid_ingest_the_reconciler_finishes(
-    settings: Settings,
-    engine: Engine,
-    endpoints: services.Endpoints,
-    start_worker: Callable[..., WorkerProcess],
-    tmp_path: Path,
-) -> None:
-    total = _long_corpus(tmp_path / "flush", 160)
-    start_worker()
-    _ingest(settings, engine, endpoints, tmp_path / "flush", "flush")
-    _wait_until(engine, "flush", lambda s: s["done"] >= 16)
+def test_flushall_mid_ingest_the_reconciler_finishes(engine: Engine, endpoints: services.Endpoints, mid_ingest) -> None:
+    _, total = mid_ingest("flush")
     redis.Redis.from_url(endpoints.redis_url).flushall()
-    with engine.connect() as conn:
-        assert documents.counts(conn, store.get_collection(conn, "flush"))["documents"]["pending"] > 0
-    _wait_until(engine, "flush", _all_finished)
-    _assert_exactly_once(engine, "flush", total)
+    _finishes_exactly_once(engine, "flush", total)
 
 
 def test_postgres_restart_mid_ingest_the_worker_retries(
-    settings: Settings,
-    engine: Engine,
-    endpoints: services.Endpoints,
-    start_worker: Callable[..., WorkerProcess],
-    tmp_path: Path,
+    settings: Settings, engine: Engine, endpoints: services.Endpoints, mid_ingest
 ) -> None:
-    total = _long_corpus(tmp_path / "pg", 160)
-    worker = start_worker()
-    _ingest(settings, engine, endpoints, tmp_path / "pg", "pg")
-    _wait_until(engine, "pg", lambda s: s["done"] >= 16)
+    worker, total = mid_ingest("pg")
     assert services.stop_postgres(settings)
     deadline = time.monotonic() + 60  # down until the worker has met the outage and scheduled a retry
     while "transient error" not in worker.log.read_text():
         assert time.monotonic() < deadline, worker.log.read_text()[-3000:]
         time.sleep(0.2)
     assert services.start_postgres(settings) == endpoints.database_url
-    _wait_until(engine, "pg", _all_finished)
-    _assert_exactly_once(engine, "pg", total)
+    _finishes_exactly_once(engine, "pg", total)
 
 
 def test_bad_files_fail_clearly_and_the_rest_is_embedded(
