@@ -73,7 +73,7 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
         app = queue.make_app(settings, services.ensure_services(settings).redis_url)
         started = time.perf_counter()
         report = ingest.ingest(settings, engine, app, [str(corpus)], name)
-        ingest.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.1)
+        ingest.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.5)
         seconds = time.perf_counter() - started
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
