@@ -29,6 +29,7 @@ from onnxvec import db, documents, ingest, queue, services, store
 from onnxvec.chunk import chunk_text
 from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine
+from onnxvec.load import SourceDocument
 from onnxvec.modelstore import ModelStore
 
 TOPICS = [
@@ -120,7 +121,7 @@ def index_timing(engine: Engine, source: store.Collection, copies: int) -> dict[
     for mode in ("index_live", "index_after"):
         with engine.begin() as conn:
             col = store.create_collection(conn, f"{source.name}_{mode}", source.model, source.dims, source.metric)
-            doc = store.upsert_document(conn, col, mode)
+            (doc,) = documents.register(conn, col, [SourceDocument(mode, mode, mode, {})]).queued
         started = time.perf_counter()
         with engine.begin() as conn:
             if mode == "index_after":

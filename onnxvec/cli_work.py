@@ -78,14 +78,16 @@ def ingest_command(
         return
     with engine.connect() as conn:
         col = store.get_collection(conn, collection)
-    counts = _wait_with_progress(engine, col, report.queued, timeout)
+    counts = _wait_with_progress(engine, col, report.queued, timeout, report.failed_to_load)
     failed = counts["documents"]["failed"] + report.failed_to_load
     if failed:
         typer.echo(f"{failed} documents failed; see `onnxvec status --failed --collection {collection}`", err=True)
         raise typer.Exit(1)
 
 
-def _wait_with_progress(engine, col: store.Collection, ids: list[int], timeout: float | None) -> dict:
+def _wait_with_progress(
+    engine, col: store.Collection, ids: list[int], timeout: float | None, failed_to_load: int
+) -> dict:
     bar = tqdm(total=len(ids), unit="doc", desc="embedded", disable=not ids)
     first: dict = {}
     started = time.monotonic()
@@ -95,7 +97,7 @@ def _wait_with_progress(engine, col: store.Collection, ids: list[int], timeout: 
         first.setdefault("chunks", counts["chunks"])
         bar.n = states["done"] + states["failed"]
         rate = (counts["chunks"] - first["chunks"]) / max(time.monotonic() - started, 1e-6)
-        bar.set_postfix(chunks_per_s=f"{rate:.0f}", errors=states["failed"], refresh=False)
+        bar.set_postfix(chunks_per_s=f"{rate:.0f}", errors=states["failed"] + failed_to_load, refresh=False)
         bar.refresh()
 
     try:
@@ -174,9 +176,7 @@ def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> N
     engine = _database(settings)
     with engine.begin() as conn:
         ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
-    queue.enqueue(queue.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
-    with engine.begin() as conn:
-        documents.mark_enqueued(conn, ids)
+    ingest.dispatch(engine, queue.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
     typer.echo(f"re-queued {len(ids)} documents")
 
 

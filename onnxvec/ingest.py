@@ -91,6 +91,13 @@ def ingest(
     return report
 
 
+def dispatch(db: Engine, app: Celery, ids: Sequence[int], per_task: int) -> None:
+    """Queue document ids and record when, so the reconciler can tell queued work from lost work."""
+    queue.enqueue(app, ids, per_task)
+    with db.begin() as conn:
+        documents.mark_enqueued(conn, ids)
+
+
 def _register(
     db: Engine,
     app: Celery,
@@ -101,9 +108,7 @@ def _register(
 ) -> None:
     with db.begin() as conn:
         registered = documents.register(conn, collection, docs)
-    queue.enqueue(app, registered.queued, settings.task_documents)
-    with db.begin() as conn:
-        documents.mark_enqueued(conn, registered.queued)
+    dispatch(db, app, registered.queued, settings.task_documents)
     report.documents += len(docs)
     report.queued += registered.queued
     report.unchanged += registered.unchanged

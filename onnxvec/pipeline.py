@@ -117,9 +117,7 @@ class Pipeline:
         """For the reconciler: give up on documents out of attempts, then list what the queue may have lost."""
         with self.db.begin() as conn:
             documents.give_up(conn, self.settings.max_attempts)
-            ids = documents.stale(conn, self.settings.requeue_after_seconds)
-            documents.mark_enqueued(conn, ids)
-        return ids
+            return documents.stale(conn, self.settings.requeue_after_seconds)
 
 
 def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: int) -> store.ChunkRow:

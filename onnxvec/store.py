@@ -174,34 +174,6 @@ def drop_collection(conn: Connection, name: str) -> None:
     conn.execute(text("DELETE FROM collections WHERE id = :id"), {"id": collection.id})
 
 
-def upsert_document(
-    conn: Connection,
-    collection: Collection,
-    external_id: str,
-    *,
-    source: str | None = None,
-    content_hash: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> int:
-    """Register a document (or update the registered one) as pending; returns its id."""
-    return conn.execute(
-        text(
-            "INSERT INTO documents (collection_id, external_id, source, content_hash, metadata)"
-            " VALUES (:cid, :eid, :source, :hash, CAST(:meta AS jsonb))"
-            " ON CONFLICT (collection_id, external_id) DO UPDATE SET source = EXCLUDED.source,"
-            " content_hash = EXCLUDED.content_hash, metadata = EXCLUDED.metadata, state = 'pending',"
-            " updated_at = now() RETURNING id"
-        ),
-        {
-            "cid": collection.id,
-            "eid": external_id,
-            "source": source,
-            "hash": content_hash,
-            "meta": json.dumps(metadata or {}),
-        },
-    ).scalar_one()
-
-
 def write_chunks(conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]) -> int:
     """COPY chunks and their vectors in binary; runs inside the caller's transaction."""
     raw = vector_connection(conn)

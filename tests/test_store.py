@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from onnxvec import store
+from onnxvec import documents, store
 from onnxvec.embed import EmbeddingEngine
+from onnxvec.load import SourceDocument
 
 SENTENCES = [
     "Postgres stores the documents and their state.",
@@ -28,7 +29,8 @@ SENTENCES = [
 
 
 def _fill(conn, collection: store.Collection, vectors: np.ndarray, lang: str) -> int:
-    doc = store.upsert_document(conn, collection, f"doc-{lang}", source=f"mem://{lang}", metadata={"lang": lang})
+    source = SourceDocument(f"doc-{lang}", f"mem://{lang}", " ".join(SENTENCES), {"lang": lang})
+    (doc,) = documents.register(conn, collection, [source]).queued
     rows = [
         store.ChunkRow(i, s, hashlib.sha256(s.encode()).hexdigest(), 10, v)
         for i, (s, v) in enumerate(zip(SENTENCES, vectors, strict=True))

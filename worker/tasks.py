@@ -10,7 +10,7 @@ import redis
 import sqlalchemy.exc
 from celery.signals import worker_process_init
 
-from onnxvec import db, queue, services
+from onnxvec import db, ingest, queue, services
 from onnxvec.config import get_settings
 from onnxvec.pipeline import Outcome, Pipeline
 
@@ -60,4 +60,5 @@ def reconcile() -> int:
     ids = pipeline().stale()
     if ids:
         log.info("reconciler re-enqueues %d documents", len(ids))
-    return queue.enqueue(app, ids, settings.task_documents)
+        ingest.dispatch(pipeline().db, app, ids, settings.task_documents)
+    return len(ids)
