@@ -248,4 +248,4 @@ def up() -> None:
         raise _fail(f"the worker exited with status {crashed}")
 
 
-from onnxvec import cli_work  # noqa: E402, F401  (registers ingest, worker, status, retry, search)
+from onnxvec import cli_api, cli_work  # noqa: E402, F401  (register ingest, worker, status, retry, search, serve, keys)

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=30, gt=0, description="period of the reconciler")
     requeue_after_seconds: float = Field(default=600, gt=0, description="pending this long after enqueue: re-enqueue")
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    api_keys: str = Field(default="", description="comma-separated keys accepted besides those in the database")
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="larger bodies get 413")
+    max_concurrent_requests: int = Field(default=256, ge=1, description="requests in flight past this get 429")
+    max_queued_inputs: int = Field(default=8192, ge=1, description="inputs waiting for the engine past this get 429")
+    batch_wait_ms: float = Field(default=2.0, ge=0, description="how long a forward waits for more requests")
 
     @field_validator("home")
     @classmethod

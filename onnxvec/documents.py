@@ -244,3 +244,24 @@ def failures(conn: Connection, collection: Collection | None = None, limit: int 
     )
     keys = ("id", "collection", "external_id", "attempts", "error", "updated_at")
     return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def counts_by_collection(conn: Connection) -> list[tuple[str, str, int]]:
+    """(collection, state, documents) for every collection: what the metrics endpoint reports."""
+    rows = conn.execute(
+        text(
+            "SELECT c.name, d.state, count(*) FROM documents d JOIN collections c ON c.id = d.collection_id"
+            " GROUP BY c.name, d.state ORDER BY c.name, d.state"
+        )
+    )
+    return [(name, state, int(count)) for name, state, count in rows]
+
+
+def chunks_by_collection(conn: Connection) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        text(
+            "SELECT c.name, count(ch.id) FROM collections c LEFT JOIN chunks ch ON ch.collection_id = c.id"
+            " GROUP BY c.name ORDER BY c.name"
+        )
+    )
+    return [(name, int(count)) for name, count in rows]

@@ -232,8 +232,9 @@ def search(
     where = f"c.collection_id = {int(collection.id)}"
     params: dict[str, Any] = {"q": vector, "k": int(k)}
     if filter:
-        where += " AND d.metadata @> CAST(:filter AS jsonb)"
-        params["filter"] = json.dumps(filter)
+        clauses, filter_params = metadata_filter(filter)
+        where += "".join(f" AND {clause}" for clause in clauses)
+        params |= filter_params
     rows = conn.execute(
         text(
             "SELECT c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text,"
@@ -244,6 +245,60 @@ def search(
         params,
     )
     return [Hit(*row[:7], distance=float(row[7]), score=score(collection.metric, float(row[7]))) for row in rows]
+
+
+COMPARISONS = {"$eq": "==", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+Scalar = str | int | float | bool | None
+
+
+def metadata_filter(filter: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """SQL conditions on document metadata, all of which must hold.
+
+    ``{"key": value}`` is equality (one jsonb containment test for all of them, which the metadata
+    GIN index serves); ``{"key": {"$in": [...]}}``, ``$nin``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
+    ``$lte`` become SQL/JSON path tests, which compare numbers as numbers and strings as strings
+    and are false (never an error) when the key is missing or holds another type.
+    """
+    equal: dict[str, Any] = {}
+    clauses: list[str] = []
+    params: dict[str, Any] = {}
+    for key, condition in filter.items():
+        if not isinstance(condition, dict):
+            equal[key] = _scalar(key, condition)
+            continue
+        if not condition:
+            raise StoreError(f"filter on {key!r}: give at least one operator")
+        for op, value in condition.items():
+            n = len(params)
+            field = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            if op in ("$in", "$nin"):
+                if not isinstance(value, list) or not value:
+                    raise StoreError(f"filter on {key!r}: {op} takes a non-empty list")
+                test = " || ".join(f"@ == $v{i}" for i in range(len(value)))
+                variables = {f"v{i}": _scalar(key, v) for i, v in enumerate(value)}
+                negate = op == "$nin"
+            elif op in COMPARISONS:
+                test, variables, negate = f"@ {COMPARISONS[op]} $v0", {"v0": _scalar(key, value)}, False
+                if op == "$ne":  # also true where the key is missing, as $nin
+                    test, negate = "@ == $v0", True
+            else:
+                raise StoreError(
+                    f"filter on {key!r}: unknown operator {op!r} (use {', '.join(['$in', '$nin', *COMPARISONS])})"
+                )
+            test_sql = f"jsonb_path_exists(d.metadata, CAST(:p{n} AS jsonpath), CAST(:p{n}v AS jsonb))"
+            clauses.append(("NOT " if negate else "") + test_sql)
+            params[f"p{n}"] = f"{field} ? ({test})"
+            params[f"p{n}v"] = json.dumps(variables)
+    if equal:
+        clauses.insert(0, "d.metadata @> CAST(:equal AS jsonb)")
+        params["equal"] = json.dumps(equal)
+    return clauses, params
+
+
+def _scalar(key: str, value: Any) -> Scalar:
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise StoreError(f"filter on {key!r}: compare with a string, number, boolean or null, not {value!r}")
+    return value
 
 
 def score(metric: str, distance: float) -> float:

@@ -1,0 +1,126 @@
+"""Every error leaves the API in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+
+FastAPI's own validation body (a list of pydantic errors, status 422) is replaced by OpenAI's 400
+invalid_request_error naming the offending parameter, and anything unexpected becomes a 500 in the
+same shape with no traceback (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from onnxvec.microbatch import Overloaded
+from onnxvec.modelstore import ModelNotFound
+from onnxvec.service import InvalidRequest
+from onnxvec.store import CollectionNotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
+}
+
+
+class APIError(Exception):
+    """An error the client should see, with OpenAI's fields."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers
+
+
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": TYPES.get(status, "server_error"), "param": param, "code": code}}
+
+
+def error_response(
+    status: int, message: str, param: str | None = None, code: str | None = None, headers: dict | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    location = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(location) or None
+    if first.get("type") == "json_invalid":
+        return "We could not parse the JSON body of your request.", None
+    if first.get("type") == "missing" and not location:
+        return "The request needs a JSON body.", None
+    where = f" at '{param}'" if param else ""
+    return f"Invalid value{where}: {first.get('msg', 'invalid')}", param
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every failure into OpenAI's error body."""
+
+    @app.exception_handler(APIError)
+    async def _api_error(_: Request, exc: APIError) -> JSONResponse:
+        return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers)
+
+    @app.exception_handler(InvalidRequest)
+    async def _bad_request(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return error_response(400, str(exc), exc.param, "invalid_value")
+
+    @app.exception_handler(StoreError)
+    async def _store(_: Request, exc: StoreError) -> JSONResponse:
+        if isinstance(exc, CollectionNotFound):
+            return error_response(404, str(exc), "collection", "collection_not_found")
+        return error_response(400, str(exc), None, "invalid_value")
+
+    @app.exception_handler(ModelNotFound)
+    async def _no_model(_: Request, exc: ModelNotFound) -> JSONResponse:
+        return error_response(404, str(exc), "model", "model_not_found")
+
+    @app.exception_handler(Overloaded)
+    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
+        message = f"The model is busy ({exc}); retry shortly."
+        return error_response(429, message, None, "too_many_requests", {"Retry-After": "1"})
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(RedisConnectionError)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: backing service unavailable: %s", request.method, request.url.path, exc)
+        return error_response(503, "A backing service (database or queue) is unavailable; retry later.")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = _validation_message(exc)
+        return error_response(400, message, param, "invalid_value")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = "Unknown route." if exc.status_code == 404 else str(exc.detail)
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "The server had an error while processing your request.")

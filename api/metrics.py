@@ -1,0 +1,82 @@
+"""Prometheus metrics: HTTP traffic, micro-batches, tokens, and ingest progress read at scrape time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from onnxvec import documents, queue
+
+log = logging.getLogger(__name__)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class IngestCollector(Collector):
+    """Documents by collection and state, and the queue's depth, from Postgres and Redis when scraped."""
+
+    def __init__(self, db: Engine, redis_url: str) -> None:
+        self.db = db
+        self.redis_url = redis_url
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        docs = GaugeMetricFamily(
+            "onnxvec_ingest_documents", "Documents by collection and state", labels=["collection", "state"]
+        )
+        chunks = GaugeMetricFamily("onnxvec_ingest_chunks", "Stored chunks by collection", labels=["collection"])
+        try:
+            with self.db.connect() as conn:
+                for name, state, count in documents.counts_by_collection(conn):
+                    docs.add_metric([name, state], count)
+                for name, count in documents.chunks_by_collection(conn):
+                    chunks.add_metric([name], count)
+            yield docs
+            yield chunks
+        except OperationalError:  # the scrape still reports the API's own metrics
+            log.warning("metrics: database unavailable, ingest gauges left out")
+        try:
+            depth = GaugeMetricFamily("onnxvec_queue_depth", "Messages waiting in the ingest queue")
+            depth.add_metric([], queue.queue_depth(self.redis_url))
+            yield depth
+        except RedisError:
+            log.warning("metrics: redis unavailable, queue depth left out")
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never collide in the global one."""
+
+    def __init__(self, db: Engine, redis_url: str) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "onnxvec_requests", "HTTP requests by route and status", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "onnxvec_request_seconds", "HTTP request latency by route", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.batch_inputs = Histogram(
+            "onnxvec_batch_inputs",
+            "Inputs per ONNX forward",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "onnxvec_batch_seconds", "Seconds per ONNX forward", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "onnxvec_queue_wait_seconds", "Wait for the first forward", ["model"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.tokens = Counter("onnxvec_tokens_embedded", "Tokens embedded by the API", ["model"], registry=r)
+        self.registry.register(IngestCollector(db, redis_url))
+
+    def on_batch(self, model: str, inputs: int, padded_tokens: int, seconds: float) -> None:
+        self.batch_inputs.labels(model).observe(inputs)
+        self.batch_seconds.labels(model).observe(seconds)

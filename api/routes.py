@@ -1,0 +1,180 @@
+"""The /v1 routes: OpenAI's embeddings and models, and onnxvec's search and collections.
+
+Each handler only translates between HTTP and the core library; blocking database work runs in a
+thread so the event loop keeps feeding the micro-batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import Engine
+
+from api.schemas import EmbeddingRequest, SearchRequest
+from onnxvec import documents, store
+from onnxvec.modelstore import ModelManifest
+from onnxvec.service import EmbeddingService, shorten, to_base64
+
+router = APIRouter(prefix="/v1")
+
+
+class JSON(Response):
+    """orjson, which writes numpy arrays directly: float embeddings never become Python lists."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _service(request: Request) -> EmbeddingService:
+    return request.app.state.service
+
+
+def _db(request: Request) -> Engine:
+    return request.app.state.db
+
+
+@router.post("/embeddings", response_class=JSON)
+async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSON:
+    """OpenAI's embeddings; each item also says how many tokens it used and whether it was cut."""
+    batcher, result = await _service(request).embed(body.model, body.input, truncate=body.truncate)
+    manifest = batcher.engine.manifest
+    vectors = shorten(result.vectors, body.dimensions, manifest.normalize)
+    encoded = result.encoded
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": to_base64(vector) if body.encoding_format == "base64" else vector,
+            "tokens": tokens,
+            "truncated": truncated,
+        }
+        for i, (vector, tokens, truncated) in enumerate(zip(vectors, encoded.tokens, encoded.truncated, strict=True))
+    ]
+    total = sum(encoded.tokens)
+    metrics = request.app.state.metrics
+    metrics.tokens.labels(manifest.name).inc(total)
+    metrics.queue_wait.labels(manifest.name).observe(result.timing.queue_ms / 1000)
+    timing = (
+        f"queue;dur={result.timing.queue_ms:.2f}, tokenize;dur={result.tokenize_ms:.2f}, "
+        f"inference;dur={result.timing.inference_ms:.2f}"
+    )
+    headers = {"Server-Timing": timing, "X-Truncated-Inputs": str(sum(encoded.truncated))}
+    return JSON(
+        {
+            "object": "list",
+            "data": data,
+            "model": manifest.name,
+            "usage": {"prompt_tokens": total, "total_tokens": total},
+        },
+        headers=headers,
+    )
+
+
+def model_object(manifest: ModelManifest) -> dict[str, Any]:
+    """OpenAI's model object, with what a client needs to use the model as extension fields."""
+    fields = ("kind", "dims", "max_seq_length", "pooling", "normalize", "distance_metrics", "context_length")
+    return {
+        "id": manifest.name,
+        "object": "model",
+        "created": _timestamp(manifest.created_at),
+        "owned_by": "onnxvec",
+    } | {name: getattr(manifest, name) for name in fields}
+
+
+def _timestamp(created_at: str) -> int:
+    try:
+        return int(datetime.fromisoformat(created_at).timestamp())
+    except ValueError:
+        return 0
+
+
+@router.get("/models", response_class=JSON)
+async def list_models(request: Request) -> JSON:
+    manifests = await asyncio.to_thread(_service(request).store.list)
+    return JSON({"object": "list", "data": [model_object(m) for m in manifests]})
+
+
+@router.get("/models/{model_id:path}", response_class=JSON)
+async def retrieve_model(model_id: str, request: Request) -> JSON:
+    return JSON(model_object(await asyncio.to_thread(_service(request).store.get, model_id)))
+
+
+@router.post("/search", response_class=JSON)
+async def search(body: SearchRequest, request: Request) -> JSON:
+    """Top-k chunks of a collection for a query, embedded with the collection's own model."""
+    db = _db(request)
+    collection = await asyncio.to_thread(_collection, db, body.collection)
+    service = _service(request)
+    manifest = service.manifest(collection.model)
+    _, result = await service.embed(manifest.name, body.query, prefix=manifest.query_prefix)
+    hits = await asyncio.to_thread(_search, db, collection, result.vectors[0], body)
+    data = [
+        {
+            "object": "search.result",
+            "rank": rank,
+            "score": hit.score,
+            "distance": hit.distance,
+            "document_id": hit.document_id,
+            "external_id": hit.external_id,
+            "source": hit.source,
+            "chunk": hit.ordinal,
+            "metadata": hit.metadata,
+        }
+        | ({"text": hit.text} if body.include_text else {})
+        for rank, hit in enumerate(hits, start=1)
+    ]
+    tokens = result.encoded.tokens[0]
+    return JSON(
+        {
+            "object": "list",
+            "collection": collection.name,
+            "model": collection.model,
+            "metric": collection.metric,
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+def _collection(db: Engine, name: str) -> store.Collection:
+    with db.connect() as conn:
+        return store.get_collection(conn, name)
+
+
+def _search(db: Engine, collection: store.Collection, vector: Any, body: SearchRequest) -> list[store.Hit]:
+    with db.begin() as conn:
+        return store.search(conn, collection, vector, body.k, filter=body.filter, ef_search=body.ef_search or 100)
+
+
+@router.get("/collections", response_class=JSON)
+async def list_collections(request: Request) -> JSON:
+    return JSON({"object": "list", "data": await asyncio.to_thread(_collections, _db(request))})
+
+
+def _collections(db: Engine) -> list[dict[str, Any]]:
+    with db.connect() as conn:
+        collections = store.list_collections(conn)
+        states: dict[str, dict[str, int]] = {}
+        for name, state, count in documents.counts_by_collection(conn):
+            states.setdefault(name, {})[state] = count
+        chunks = dict(documents.chunks_by_collection(conn))
+    return [
+        {
+            "object": "collection",
+            "id": c.name,
+            "model": c.model,
+            "dims": c.dims,
+            "metric": c.metric,
+            "chunk_tokens": c.chunk_tokens,
+            "chunk_overlap": c.chunk_overlap,
+            "documents": states.get(c.name, {}),
+            "chunks": chunks.get(c.name, 0),
+        }
+        for c in collections
+    ]

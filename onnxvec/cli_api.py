@@ -1,0 +1,65 @@
+"""`onnxvec serve | keys`: the HTTP side of the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from onnxvec import keys
+from onnxvec.cli import _database, _fail, app
+from onnxvec.config import get_settings
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys (stored as SHA-256 digests in Postgres).")
+app.add_typer(keys_app, name="keys")
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="address to bind (default: ONNXVEC_API_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: ONNXVEC_API_PORT)")] = None,
+) -> None:
+    """Serve the OpenAI-compatible API (embeddings, models, search) with uvicorn."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Argument(help="who or what the key is for")]) -> None:
+    """Create a key and print it once: only its digest is kept."""
+    with _database(get_settings()).begin() as conn:
+        key, plaintext = keys.create(conn, name)
+    typer.echo(plaintext)
+    typer.echo(f"key {key.id} ({key.name}) created; it is shown only now", err=True)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    with _database(get_settings()).connect() as conn:
+        rows = keys.list_keys(conn)
+    if as_json:
+        typer.echo(json.dumps([row.__dict__ for row in rows], default=str))
+        return
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        typer.echo(f"{row.id:>4}  {row.prefix}...  {row.name:<24} {row.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Revoke a key by id; servers stop accepting it within seconds."""
+    with _database(get_settings()).begin() as conn:
+        if not keys.revoke(conn, key_id):
+            raise _fail(f"no active key with id {key_id}")
+    typer.echo(f"revoked key {key_id}")

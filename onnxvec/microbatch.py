@@ -1,0 +1,149 @@
+"""Micro-batching: concurrent requests' inputs coalesce into token-budget batches on one engine.
+
+Requests put their token ids in one FIFO queue; a single loop takes inputs off the front until the
+next ONNX forward is full (token budget, batch size) or the queue is empty, runs that forward on a
+worker thread (the event loop keeps serving), and hands each request its rows as they come back.
+Large requests are split across forwards this way, and small ones arriving meanwhile ride along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxvec.batch import plan_batches
+from onnxvec.embed import EmbeddingEngine
+
+
+class Overloaded(Exception):
+    """The queue holds as many inputs as it may; the caller should retry later."""
+
+
+@dataclass
+class BatchTiming:
+    """Where a request's time went: waiting for its first forward, and inside forwards."""
+
+    queue_ms: float = 0.0
+    inference_ms: float = 0.0
+
+
+@dataclass
+class _Request:
+    ids: list[list[int]]
+    vectors: np.ndarray
+    future: asyncio.Future[BatchTiming]
+    enqueued: float = field(default_factory=time.perf_counter)
+    remaining: int = 0
+    timing: BatchTiming = field(default_factory=BatchTiming)
+
+
+class MicroBatcher:
+    """One engine's forward queue. Create and use it inside one running event loop."""
+
+    def __init__(
+        self,
+        engine: EmbeddingEngine,
+        *,
+        max_wait_ms: float = 2.0,
+        max_queued_inputs: int = 8192,
+        on_batch: Callable[[int, int, float], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.max_wait = max_wait_ms / 1000
+        self.max_queued_inputs = max_queued_inputs
+        self.on_batch = on_batch  # (inputs, padded tokens, seconds) per forward, for metrics
+        self._queue: deque[tuple[_Request, int]] = deque()
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"forward-{engine.manifest.name}")
+        self._loop_task: asyncio.Task[None] | None = None
+
+    @property
+    def queued_inputs(self) -> int:
+        return len(self._queue)
+
+    async def embed(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, BatchTiming]:
+        """Vectors for `ids` (already truncated, with special tokens), in order."""
+        if len(self._queue) + len(ids) > self.max_queued_inputs and self._queue:
+            raise Overloaded(f"{len(self._queue)} inputs are already waiting for the model")
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        request = _Request(
+            ids=[list(x) for x in ids],
+            vectors=np.empty((len(ids), self.engine.dims), dtype=np.float32),
+            future=asyncio.get_running_loop().create_future(),
+            remaining=len(ids),
+        )
+        if not ids:
+            return request.vectors, request.timing
+        self._queue.extend((request, i) for i in range(len(ids)))
+        self._wakeup.set()
+        return request.vectors, await request.future
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _take(self) -> list[tuple[_Request, int]]:
+        """Inputs off the front of the queue while one forward's padded size stays within budget."""
+        taken: list[tuple[_Request, int]] = []
+        longest = 0
+        while self._queue and len(taken) < self.engine.max_batch_size:
+            request, i = self._queue[0]
+            if request.future.done():  # failed or its caller went away: skip the rest of it
+                self._queue.popleft()
+                continue
+            length = max(longest, len(request.ids[i]))
+            if taken and length * (len(taken) + 1) > self.engine.token_budget:
+                break
+            taken.append(self._queue.popleft())
+            longest = length
+        return taken
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                if self.max_wait:
+                    await asyncio.sleep(self.max_wait)  # let concurrent requests join the first forward
+            taken = self._take()
+            started = time.perf_counter()
+            for request, _ in taken:
+                if request.remaining == len(request.ids):
+                    request.timing.queue_ms = (started - request.enqueued) * 1000
+            if not taken:
+                continue
+            batch = [request.ids[i] for request, i in taken]
+            requests = list({id(r): r for r, _ in taken}.values())
+            try:
+                vectors = await loop.run_in_executor(self._executor, self._forward, batch)
+            except Exception as exc:  # the model failed on this batch: its requests fail, the loop goes on
+                for request in requests:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+                continue
+            seconds = time.perf_counter() - started
+            if self.on_batch:
+                self.on_batch(len(batch), max(map(len, batch)) * len(batch), seconds)
+            for (request, i), vector in zip(taken, vectors, strict=True):
+                request.vectors[i] = vector
+                request.remaining -= 1
+            for request in requests:
+                request.timing.inference_ms += seconds * 1000
+                if request.remaining == 0 and not request.future.done():
+                    request.future.set_result(request.timing)
+
+    def _forward(self, batch: list[list[int]]) -> np.ndarray:
+        """Sorted by length into the engine's own batch plan, so mixed lengths pad little."""
+        out = np.empty((len(batch), self.engine.dims), dtype=np.float32)
+        for rows in plan_batches([len(x) for x in batch], self.engine.token_budget, self.engine.max_batch_size):
+            out[rows] = self.engine.forward([batch[i] for i in rows])
+        return out

@@ -1,0 +1,143 @@
+"""Embedding requests as OpenAI defines them, over loaded models and their micro-batchers.
+
+The HTTP layer hands over the request's fields; this module resolves the model, tokenizes the
+input forms OpenAI allows (strings or token ids), embeds through the model's micro-batcher, and
+shortens/encodes the vectors. Errors are `InvalidRequest` (the client's fault, with the parameter)
+or `ModelNotFound`, which the HTTP layer turns into 400 / 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine, l2_normalize
+from onnxvec.microbatch import BatchTiming, MicroBatcher
+from onnxvec.modelstore import ModelManifest, ModelStore
+from onnxvec.tokenize import Encoded
+
+EmbeddingInput = str | list[str] | list[int] | list[list[int]]
+
+
+class InvalidRequest(ValueError):
+    """A request the client must change; `param` names the field at fault."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class EmbeddingResult:
+    vectors: np.ndarray
+    encoded: Encoded
+    timing: BatchTiming
+    tokenize_ms: float
+
+
+def as_sequences(value: EmbeddingInput) -> list[str] | list[list[int]]:
+    """OpenAI's four input forms as a list of strings or a list of token-id lists."""
+    if isinstance(value, str):
+        items: list = [value]
+    elif value and all(isinstance(x, int) for x in value):
+        items = [value]
+    else:
+        items = list(value)
+    if not items:
+        raise InvalidRequest("'input' must not be empty.", "input")
+    for item in items:
+        if len(item) == 0:
+            raise InvalidRequest("'input' must not contain empty strings or empty token arrays.", "input")
+    return items
+
+
+def shorten(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:
+    """OpenAI's `dimensions`: keep the first n components and (for normalized models) renormalize."""
+    if dimensions is None or dimensions == vectors.shape[1]:
+        return vectors
+    if not 1 <= dimensions <= vectors.shape[1]:
+        raise InvalidRequest(f"'dimensions' must be between 1 and {vectors.shape[1]} for this model.", "dimensions")
+    cut = np.ascontiguousarray(vectors[:, :dimensions])
+    return l2_normalize(cut) if normalize else cut
+
+
+def to_base64(vector: np.ndarray) -> str:
+    """Little-endian float32 bytes, base64: what OpenAI returns for encoding_format=base64."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+class EmbeddingService:
+    """Models loaded on first use, one micro-batcher each; lives inside the server's event loop."""
+
+    def __init__(self, settings: Settings, on_batch: Callable[[str, int, int, float], None] | None = None) -> None:
+        self.settings = settings
+        self.store = ModelStore(settings.models_dir)
+        self._batchers: dict[str, MicroBatcher] = {}
+        self._on_batch = on_batch
+        self._lock = asyncio.Lock()
+
+    def manifest(self, name: str | None) -> ModelManifest:
+        """The named model (the default when None or ""); ModelNotFound if it is not pulled."""
+        manifest = self.store.get(name or self.settings.embedding_model)
+        if manifest.kind != "embedding":
+            raise InvalidRequest(
+                f"The model '{manifest.name}' is a {manifest.kind} model, not an embedding model.", "model"
+            )
+        return manifest
+
+    def loaded(self, name: str) -> bool:
+        return name in self._batchers
+
+    async def batcher(self, name: str | None) -> MicroBatcher:
+        manifest = self.manifest(name)
+        if manifest.name not in self._batchers:
+            async with self._lock:
+                if manifest.name not in self._batchers:
+                    engine = await asyncio.to_thread(EmbeddingEngine, manifest, self.store, self.settings)
+                    report = self._on_batch
+                    self._batchers[manifest.name] = MicroBatcher(
+                        engine,
+                        max_wait_ms=self.settings.batch_wait_ms,
+                        max_queued_inputs=self.settings.max_queued_inputs,
+                        on_batch=(lambda n, t, s, m=manifest.name: report(m, n, t, s)) if report else None,
+                    )
+        return self._batchers[manifest.name]
+
+    async def embed(
+        self, model: str | None, value: EmbeddingInput, *, truncate: bool = True, prefix: str = ""
+    ) -> tuple[MicroBatcher, EmbeddingResult]:
+        """Tokenize (off the event loop) and embed through the model's micro-batcher."""
+        batcher = await self.batcher(model)
+        items = as_sequences(value)
+        started = time.perf_counter()
+        encoded = await asyncio.to_thread(_tokenize, batcher.engine, items, prefix)
+        tokenize_ms = (time.perf_counter() - started) * 1000
+        limit = batcher.engine.tokenizer.max_length
+        if not truncate and any(encoded.truncated):
+            index = encoded.truncated.index(True)
+            raise InvalidRequest(
+                f"Input {index} has {encoded.original_tokens[index]} tokens; this model's maximum is {limit}. "
+                "Shorten it or leave 'truncate' at true.",
+                "input",
+            )
+        vectors, timing = await batcher.embed(encoded.ids)
+        return batcher, EmbeddingResult(vectors, encoded, timing, tokenize_ms)
+
+    async def close(self) -> None:
+        for batcher in self._batchers.values():
+            await batcher.close()
+
+
+def _tokenize(engine: EmbeddingEngine, items: Sequence[str] | Sequence[list[int]], prefix: str) -> Encoded:
+    if isinstance(items[0], str):
+        return engine.tokenizer.encode([prefix + text for text in items])  # type: ignore[operator]
+    try:
+        return engine.tokenizer.truncate_ids(items)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), "input") from exc
