@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db.upgrade(database)
     metrics = Metrics(database, endpoints.redis_url)
     service = EmbeddingService(settings, on_batch=metrics.on_batch)
+    metrics.queued_inputs.set_function(service.queued_inputs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

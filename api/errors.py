@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onnxvec.microbatch import Overloaded
-from onnxvec.modelstore import ModelNotFound
+from onnxvec.modelstore import ModelError, ModelNotFound
 from onnxvec.service import InvalidRequest
 from onnxvec.store import CollectionNotFound, StoreError
 
@@ -98,6 +98,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ModelNotFound)
     async def _no_model(_: Request, exc: ModelNotFound) -> JSONResponse:
         return error_response(404, str(exc), "model", "model_not_found")
+
+    @app.exception_handler(ModelError)
+    async def _model_broken(request: Request, exc: ModelError) -> JSONResponse:
+        log.error("%s %s: model unusable: %s", request.method, request.url.path, exc)
+        return error_response(503, f"The model cannot be used: {exc}", "model", "model_unavailable")
 
     @app.exception_handler(Overloaded)
     async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
@@ -74,6 +74,7 @@ class Metrics:
         self.queue_wait = Histogram(
             "onnxvec_queue_wait_seconds", "Wait for the first forward", ["model"], buckets=LATENCY_BUCKETS, registry=r
         )
+        self.queued_inputs = Gauge("onnxvec_queued_inputs", "Inputs waiting for a forward", registry=r)
         self.tokens = Counter("onnxvec_tokens_embedded", "Tokens embedded by the API", ["model"], registry=r)
         self.registry.register(IngestCollector(db, redis_url))
 

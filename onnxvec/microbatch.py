@@ -69,7 +69,7 @@ class MicroBatcher:
 
     async def embed(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, BatchTiming]:
         """Vectors for `ids` (already truncated, with special tokens), in order."""
-        if len(self._queue) + len(ids) > self.max_queued_inputs and self._queue:
+        if len(self._queue) >= self.max_queued_inputs:  # a full queue refuses; a big request alone never is
             raise Overloaded(f"{len(self._queue)} inputs are already waiting for the model")
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._run())

@@ -133,7 +133,7 @@ class ModelStore:
 
     def path(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
-            raise ModelError(f"invalid model name {name!r}")
+            raise ModelNotFound(f"invalid model name {name!r}")
         return self.root / name
 
     def get(self, name: str) -> ModelManifest:

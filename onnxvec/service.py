@@ -94,6 +94,10 @@ class EmbeddingService:
     def loaded(self, name: str) -> bool:
         return name in self._batchers
 
+    def queued_inputs(self) -> int:
+        """Inputs waiting for a forward, over all loaded models."""
+        return sum(batcher.queued_inputs for batcher in self._batchers.values())
+
     async def batcher(self, name: str | None) -> MicroBatcher:
         manifest = self.manifest(name)
         if manifest.name not in self._batchers:

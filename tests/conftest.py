@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -111,3 +113,48 @@ def start_worker(
     for worker in started:
         if worker.proc.poll() is None:
             worker.kill(signal.SIGTERM)
+
+
+class ApiServer:
+    """A real uvicorn server on a free port, in a thread of the test process."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from api.app import create_app
+
+        self.app = create_app(settings)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def start_api(settings: Settings, endpoints: services.Endpoints, model_store: ModelStore) -> Iterator[Callable]:
+    """Start API servers with settings overrides; all stop at the end of the run."""
+    servers: list[ApiServer] = []
+
+    def start(**overrides: object) -> ApiServer:
+        servers.append(ApiServer(settings.model_copy(update=overrides)))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def api(start_api: Callable[..., ApiServer]) -> ApiServer:
+    """The default server: no keys, default limits."""
+    return start_api()

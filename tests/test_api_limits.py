@@ -1,0 +1,172 @@
+"""API keys (401), body size (413), backpressure (429), readiness and metrics on real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import Engine
+
+from onnxvec import keys
+from onnxvec.config import Settings
+
+ENV_KEY = "sk-env-test-key"
+
+
+@pytest.fixture(scope="module")
+def secured(start_api):
+    server = start_api(api_keys=f"{ENV_KEY}, other-key")
+    server.app.state.keys.ttl = 0  # read the database on every request: revocation shows at once
+    return server
+
+
+def test_keys_guard_everything_but_health(secured) -> None:
+    assert httpx.get(secured.url + "/health").status_code == 200
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/embeddings"), ("GET", "/ready"), ("GET", "/metrics")]:
+        response = httpx.request(method, secured.url + path, json={"input": "x"})
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "missing_api_key"
+    wrong = httpx.get(secured.url + "/v1/models", headers={"Authorization": "Bearer sk-wrong-key"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    assert "sk-wron..." in wrong.json()["error"]["message"] and "sk-wrong-key" not in wrong.text
+
+
+def test_openai_client_with_env_key(secured) -> None:
+    good = openai.OpenAI(base_url=secured.url + "/v1", api_key=ENV_KEY, max_retries=0)
+    assert len(good.embeddings.create(input="hello", model="all-MiniLM-L6-v2").data) == 1
+    bad = openai.OpenAI(base_url=secured.url + "/v1", api_key="nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+
+
+def test_database_keys_work_until_revoked(secured, engine: Engine) -> None:
+    with engine.begin() as conn:
+        key, plaintext = keys.create(conn, "test")
+    assert plaintext.startswith(keys.PREFIX) and key.prefix == plaintext[:10]
+    with engine.connect() as conn:
+        stored = [row for row in keys.list_keys(conn) if row.id == key.id]
+        assert stored and stored[0].revoked_at is None
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    assert httpx.get(secured.url + "/v1/models", headers=headers).status_code == 200
+    with engine.begin() as conn:
+        assert keys.revoke(conn, key.id)
+        assert not keys.revoke(conn, key.id)
+    assert httpx.get(secured.url + "/v1/models", headers=headers).status_code == 401
+
+
+def test_keys_command_line(settings: Settings, endpoints, engine: Engine) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["ONNXVEC_HOME"] = str(settings.home)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "onnxvec", "keys", *args], env=env, capture_output=True, text=True)
+
+    created = cli("create", "ci")
+    assert created.returncode == 0, created.stderr
+    plaintext = created.stdout.strip()
+    with engine.connect() as conn:
+        assert keys.digest(plaintext) in keys.active_digests(conn)
+    listed = cli("list", "--json")
+    key_id = next(row["id"] for row in json.loads(listed.stdout) if row["prefix"] == plaintext[:10])
+    assert cli("revoke", str(key_id)).returncode == 0
+    again = cli("revoke", str(key_id))
+    assert again.returncode == 1 and "no active key" in again.stderr
+    with engine.connect() as conn:
+        assert keys.digest(plaintext) not in keys.active_digests(conn)
+
+
+@pytest.fixture(scope="module")
+def small(start_api):
+    return start_api(max_request_bytes=2000, max_concurrent_requests=2, max_queued_inputs=64)
+
+
+def test_body_over_the_limit_is_413(small) -> None:
+    big = {"input": "word " * 1000}
+    response = httpx.post(small.url + "/v1/embeddings", json=big)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "request_too_large"
+
+    def chunks():  # no Content-Length: the limit holds on the bytes actually read
+        for _ in range(10):
+            yield b" " * 500
+
+    streamed = httpx.post(small.url + "/v1/embeddings", content=chunks(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    assert httpx.post(small.url + "/v1/embeddings", json={"input": "fits"}).status_code == 200
+
+
+def _while_busy(server, probe) -> list:
+    """Probe the server while a long request (many full-length inputs) keeps its engine busy for seconds."""
+    long_inputs = [[101] + [2773] * 254 + [102]] * 128
+    outcome: list[httpx.Response] = []
+    busy = threading.Thread(
+        target=lambda: outcome.append(
+            httpx.post(server.url + "/v1/embeddings", json={"input": long_inputs}, timeout=120)
+        )
+    )
+    busy.start()
+    while busy.is_alive() and not server.app.state.service.queued_inputs():
+        time.sleep(0.005)
+    probes = []
+    while busy.is_alive():
+        probes.append(probe())
+        time.sleep(0.02)
+    busy.join()
+    assert outcome[0].status_code == 200 and len(outcome[0].json()["data"]) == len(long_inputs)
+    return probes
+
+
+def test_queue_limit_is_429_with_retry_after(start_api) -> None:
+    server = start_api(max_queued_inputs=64)
+    probes = _while_busy(server, lambda: httpx.post(server.url + "/v1/embeddings", json={"input": "a probe"}))
+    refused = [r for r in probes if r.status_code == 429]
+    assert refused, [r.status_code for r in probes]
+    assert refused[0].headers["retry-after"] == "1" and refused[0].json()["error"]["type"] == "rate_limit_error"
+    assert {r.status_code for r in probes} <= {200, 429}
+
+
+def test_in_flight_limit_is_429_but_health_answers(start_api) -> None:
+    server = start_api(max_concurrent_requests=1, max_request_bytes=10**7)
+    probes = _while_busy(server, lambda: httpx.get(server.url + "/v1/models"))
+    assert any(r.status_code == 429 and r.headers.get("retry-after") for r in probes)
+    assert httpx.get(server.url + "/health").status_code == 200
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+
+    def probe_with_client() -> object:
+        try:
+            return client.models.list()
+        except openai.APIStatusError as exc:
+            return exc
+
+    assert any(isinstance(r, openai.RateLimitError) for r in _while_busy(server, probe_with_client))
+
+
+def test_ready_and_metrics(api) -> None:
+    ready = httpx.get(api.url + "/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": True, "redis": True, "model": True}
+    httpx.post(api.url + "/v1/embeddings", json={"input": "count me"})
+    text = httpx.get(api.url + "/metrics").text
+    for name in (
+        'onnxvec_requests_total{method="POST",route="/v1/embeddings",status="200"}',
+        'onnxvec_request_seconds_bucket{le="0.005",route="/v1/embeddings"}',
+        'onnxvec_tokens_embedded_total{model="all-MiniLM-L6-v2"}',
+        'onnxvec_batch_inputs_bucket{le="1.0",model="all-MiniLM-L6-v2"}',
+        'onnxvec_queue_wait_seconds_count{model="all-MiniLM-L6-v2"}',
+        "onnxvec_queue_depth ",
+        "onnxvec_queued_inputs ",
+    ):
+        assert name in text, name
+
+
+def test_ready_is_503_without_the_default_model(start_api) -> None:
+    server = start_api(embedding_model="not-pulled-model")
+    ready = httpx.get(server.url + "/ready")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["model"] is False and "model" in ready.json()["error"]["message"]
+    assert httpx.get(server.url + "/health").status_code == 200
