@@ -222,30 +222,36 @@ def embed(
 
 @app.command()
 def up() -> None:
-    """Start everything (services, schema, default model, a worker) in the foreground; Ctrl-C stops it."""
+    """Start everything (services, schema, default model, a worker, the API) in the foreground; Ctrl-C stops it."""
     settings = get_settings()
     endpoints = services.ensure_services(settings)
     db.upgrade(db.make_engine(endpoints.database_url))
     manifest = ModelStore(settings.models_dir).pull(settings.embedding_model)
-    # its own session: Ctrl-C reaches only this process, which stops the worker before the services
-    worker = subprocess.Popen([sys.executable, "-m", "onnxvec", "worker"], start_new_session=True)
+    # their own sessions: Ctrl-C reaches only this process, which stops them before the services
+    children = {
+        name: subprocess.Popen([sys.executable, "-m", "onnxvec", name], start_new_session=True)
+        for name in ("worker", "serve")
+    }
     typer.echo(
         f"onnxvec up: postgres {endpoints.database_url}\n            redis {endpoints.redis_url}\n"
-        f"            worker pid {worker.pid}, model {manifest.name} ({manifest.dims} dims)\n"
+        f"            worker pid {children['worker'].pid}, model {manifest.name} ({manifest.dims} dims)\n"
+        f"            api pid {children['serve'].pid}, http://{settings.api_host}:{settings.api_port}/v1\n"
         "Ctrl-C stops everything."
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # explicit: a background start may inherit SIGINT ignored
         signal.signal(signum, lambda *_: stop.set())
-    while not stop.wait(0.5) and worker.poll() is None:
+    while not stop.wait(0.5) and all(child.poll() is None for child in children.values()):
         pass
-    crashed = worker.poll()
-    worker.terminate()  # Celery's warm shutdown: the current task finishes first
-    worker.wait()
-    stopped = ["worker", *services.stop_services(settings)]
+    crashed = {name: child.poll() for name, child in children.items() if child.poll() is not None}
+    for child in children.values():
+        child.terminate()  # Celery's warm shutdown lets the current task finish; uvicorn drains requests
+    for child in children.values():
+        child.wait()
+    stopped = ["api", "worker", *services.stop_services(settings)]
     typer.echo("stopping: " + ", ".join(stopped))
-    if crashed is not None:
-        raise _fail(f"the worker exited with status {crashed}")
+    if crashed:
+        raise _fail(", ".join(f"the {name} exited with status {code}" for name, code in crashed.items()))
 
 
 from onnxvec import cli_api, cli_work  # noqa: E402, F401  (register ingest, worker, status, retry, search, serve, keys)

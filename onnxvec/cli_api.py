@@ -31,6 +31,7 @@ def serve_command(
         host=host or settings.api_host,
         port=settings.api_port if port is None else port,
         log_level="info",
+        access_log=settings.api_access_log,
         timeout_graceful_shutdown=10,
     )
 

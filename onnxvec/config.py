@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
+    api_access_log: bool = Field(default=False, description="log every request (metrics count them anyway)")
     api_keys: str = Field(default="", description="comma-separated keys accepted besides those in the database")
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="larger bodies get 413")
     max_concurrent_requests: int = Field(default=256, ge=1, description="requests in flight past this get 429")

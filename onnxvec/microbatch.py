@@ -44,24 +44,33 @@ class _Request:
 
 
 class MicroBatcher:
-    """One engine's forward queue. Create and use it inside one running event loop."""
+    """One engine's forward queue, feeding `forwards` concurrent forwards. Use it inside one event loop.
+
+    On CPU the best use of n cores for a stream of small requests is n single-threaded forwards at
+    once (see bench/api.py): no intra-op synchronisation, and one forward computes while the other's
+    batch is being formed and answered. The engine should then be loaded with one ONNX thread.
+    """
 
     def __init__(
         self,
         engine: EmbeddingEngine,
         *,
+        forwards: int = 1,
         max_wait_ms: float = 2.0,
         max_queued_inputs: int = 8192,
         on_batch: Callable[[int, int, float], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.forwards = forwards
         self.max_wait = max_wait_ms / 1000
         self.max_queued_inputs = max_queued_inputs
         self.on_batch = on_batch  # (inputs, padded tokens, seconds) per forward, for metrics
         self._queue: deque[tuple[_Request, int]] = deque()
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"forward-{engine.manifest.name}")
+        self._idle = forwards
+        self._executor = ThreadPoolExecutor(max_workers=forwards, thread_name_prefix=f"forward-{engine.manifest.name}")
         self._loop_task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     @property
     def queued_inputs(self) -> int:
@@ -86,15 +95,18 @@ class MicroBatcher:
         return request.vectors, await request.future
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        for task in [self._loop_task, *self._running]:
+            if task is not None:
+                task.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _take(self) -> list[tuple[_Request, int]]:
-        """Inputs off the front of the queue while one forward's padded size stays within budget."""
+        """Inputs off the front of the queue for one forward: within the token budget and batch size,
+        and no more than an even share when other forwards are idle, so every core gets work."""
+        share = -(-len(self._queue) // self._idle)
         taken: list[tuple[_Request, int]] = []
         longest = 0
-        while self._queue and len(taken) < self.engine.max_batch_size:
+        while self._queue and len(taken) < min(self.engine.max_batch_size, share):
             request, i = self._queue[0]
             if request.future.done():  # failed or its caller went away: skip the rest of it
                 self._queue.popleft()
@@ -107,39 +119,55 @@ class MicroBatcher:
         return taken
 
     async def _run(self) -> None:
+        """Start a forward whenever one is idle and inputs wait; a first arrival waits max_wait for company."""
         loop = asyncio.get_running_loop()
+        freed = asyncio.Event()
         while True:
             if not self._queue:
                 self._wakeup.clear()
                 await self._wakeup.wait()
-                if self.max_wait:
+                if self.max_wait and self._idle == self.forwards:
                     await asyncio.sleep(self.max_wait)  # let concurrent requests join the first forward
+            if not self._idle:
+                freed.clear()
+                await freed.wait()
+                continue
             taken = self._take()
-            started = time.perf_counter()
-            for request, _ in taken:
-                if request.remaining == len(request.ids):
-                    request.timing.queue_ms = (started - request.enqueued) * 1000
             if not taken:
                 continue
-            batch = [request.ids[i] for request, i in taken]
-            requests = list({id(r): r for r, _ in taken}.values())
-            try:
-                vectors = await loop.run_in_executor(self._executor, self._forward, batch)
-            except Exception as exc:  # the model failed on this batch: its requests fail, the loop goes on
-                for request in requests:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
-                continue
-            seconds = time.perf_counter() - started
-            if self.on_batch:
-                self.on_batch(len(batch), max(map(len, batch)) * len(batch), seconds)
-            for (request, i), vector in zip(taken, vectors, strict=True):
-                request.vectors[i] = vector
-                request.remaining -= 1
+            self._idle -= 1
+            task = loop.create_task(self._forward_and_answer(taken, loop))
+            self._running.add(task)
+            task.add_done_callback(lambda t: (self._running.discard(t), self._release(freed)))
+
+    def _release(self, freed: asyncio.Event) -> None:
+        self._idle += 1
+        freed.set()
+
+    async def _forward_and_answer(self, taken: list[tuple[_Request, int]], loop: asyncio.AbstractEventLoop) -> None:
+        started = time.perf_counter()
+        for request, _ in taken:
+            if request.remaining == len(request.ids):
+                request.timing.queue_ms = (started - request.enqueued) * 1000
+        batch = [request.ids[i] for request, i in taken]
+        requests = list({id(r): r for r, _ in taken}.values())
+        try:
+            vectors = await loop.run_in_executor(self._executor, self._forward, batch)
+        except Exception as exc:  # the model failed on this batch: its requests fail, the others go on
             for request in requests:
-                request.timing.inference_ms += seconds * 1000
-                if request.remaining == 0 and not request.future.done():
-                    request.future.set_result(request.timing)
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        seconds = time.perf_counter() - started
+        if self.on_batch:
+            self.on_batch(len(batch), max(map(len, batch)) * len(batch), seconds)
+        for (request, i), vector in zip(taken, vectors, strict=True):
+            request.vectors[i] = vector
+            request.remaining -= 1
+        for request in requests:
+            request.timing.inference_ms += seconds * 1000
+            if request.remaining == 0 and not request.future.done():
+                request.future.set_result(request.timing)
 
     def _forward(self, batch: list[list[int]]) -> np.ndarray:
         """Sorted by length into the engine's own batch plan, so mixed lengths pad little."""

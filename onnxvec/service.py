@@ -22,6 +22,10 @@ from onnxvec.microbatch import BatchTiming, MicroBatcher
 from onnxvec.modelstore import ModelManifest, ModelStore
 from onnxvec.tokenize import Encoded
 
+# Up to this many characters (or token ids) a request is tokenized on the event loop: tens of
+# microseconds, less than the hop to a worker thread costs.
+INLINE_TOKENIZE = 2000
+
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
 
 
@@ -84,7 +88,10 @@ class EmbeddingService:
 
     def manifest(self, name: str | None) -> ModelManifest:
         """The named model (the default when None or ""); ModelNotFound if it is not pulled."""
-        manifest = self.store.get(name or self.settings.embedding_model)
+        name = name or self.settings.embedding_model
+        if name in self._batchers:  # loaded: no disk read on the request path
+            return self._batchers[name].engine.manifest
+        manifest = self.store.get(name)
         if manifest.kind != "embedding":
             raise InvalidRequest(
                 f"The model '{manifest.name}' is a {manifest.kind} model, not an embedding model.", "model"
@@ -103,10 +110,13 @@ class EmbeddingService:
         if manifest.name not in self._batchers:
             async with self._lock:
                 if manifest.name not in self._batchers:
-                    engine = await asyncio.to_thread(EmbeddingEngine, manifest, self.store, self.settings)
+                    # one ONNX thread per forward, as many concurrent forwards as threads (see MicroBatcher)
+                    single = self.settings.model_copy(update={"threads": 1})
+                    engine = await asyncio.to_thread(EmbeddingEngine, manifest, self.store, single)
                     report = self._on_batch
                     self._batchers[manifest.name] = MicroBatcher(
                         engine,
+                        forwards=self.settings.threads,
                         max_wait_ms=self.settings.batch_wait_ms,
                         max_queued_inputs=self.settings.max_queued_inputs,
                         on_batch=(lambda n, t, s, m=manifest.name: report(m, n, t, s)) if report else None,
@@ -120,7 +130,10 @@ class EmbeddingService:
         batcher = await self.batcher(model)
         items = as_sequences(value)
         started = time.perf_counter()
-        encoded = await asyncio.to_thread(_tokenize, batcher.engine, items, prefix)
+        if sum(map(len, items)) <= INLINE_TOKENIZE:
+            encoded = _tokenize(batcher.engine, items, prefix)
+        else:  # long inputs tokenize on a thread (the tokenizer releases the GIL), keeping the loop free
+            encoded = await asyncio.to_thread(_tokenize, batcher.engine, items, prefix)
         tokenize_ms = (time.perf_counter() - started) * 1000
         limit = batcher.engine.tokenizer.max_length
         if not truncate and any(encoded.truncated):

@@ -6,10 +6,13 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 from onnxvec import services
@@ -22,6 +25,12 @@ from onnxvec.services import Endpoints
 def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     return env | {"ONNXVEC_HOME": str(settings.home)}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def onnxvec(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -73,11 +82,12 @@ def test_unknown_metric_is_a_clear_error(settings: Settings, endpoints: Endpoint
 
 def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_store: ModelStore) -> None:
     """`make up`'s command: services, schema and model come up; SIGINT stops the embedded servers."""
-    own = Settings(home=tmp_path / "h", database_url=None, redis_url=None)
+    port = _free_port()
+    own = Settings(home=tmp_path / "h", database_url=None, redis_url=None, api_port=port)
     shutil.copytree(model_store.path("all-MiniLM-L6-v2"), own.models_dir / "all-MiniLM-L6-v2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "onnxvec", "up"],
-        env=_env(own),
+        env=_env(own) | {"ONNXVEC_API_PORT": str(port)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -92,12 +102,22 @@ def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_sto
         worker_pid = int(next(line for line in lines if "worker pid" in line).split("worker pid ")[1].split(",")[0])
         os.kill(worker_pid, 0)  # the worker runs
         assert all(s.running for s in services.services_status(own))
+        assert f"http://127.0.0.1:{port}/v1" in "".join(lines)
+        deadline = time.monotonic() + 60
+        while True:  # the API answers once it has loaded the model
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": "up"})
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the API did not come up"
+                time.sleep(0.3)
+        assert response.status_code == 200 and len(response.json()["data"][0]["embedding"]) == 384
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
     finally:
         proc.kill()
     assert proc.returncode == 0, rest
-    assert "stopping: worker, postgres, redis" in rest
+    assert "stopping: api, worker, postgres, redis" in rest
     assert not any(s.running for s in services.services_status(own))
 
 
