@@ -28,6 +28,7 @@ lint: install
 bench: model
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/api.py
 
 clean:
 	-$(BIN)/onnxvec services stop
