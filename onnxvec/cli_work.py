@@ -119,6 +119,7 @@ def worker_command(
     if "ONNXVEC_THREADS" not in os.environ:
         os.environ["ONNXVEC_THREADS"] = str(max(1, cores // processes))
         get_settings.cache_clear()
+    os.nice(settings.compute_niceness)  # bulk work yields the cores to the API's event loop
     from worker.tasks import app as celery_app
 
     schedule = settings.home / "worker" / "beat-schedule"

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     provider: Literal["auto", "cpu", "cuda"] = "auto"
     token_budget: int = Field(default=8192, ge=1, description="padded tokens per ONNX forward")
     max_batch_size: int = Field(default=128, ge=1)
+    compute_niceness: int = Field(
+        default=10, ge=0, le=19, description="nice of ONNX work (API forwards, ingest workers) below the event loop"
+    )
     # ingestion
     max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     task_documents: int = Field(default=32, ge=1, description="document ids per queue message")

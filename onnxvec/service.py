@@ -117,6 +117,7 @@ class EmbeddingService:
                     self._batchers[manifest.name] = MicroBatcher(
                         engine,
                         forwards=self.settings.threads,
+                        niceness=self.settings.compute_niceness,
                         max_wait_ms=self.settings.batch_wait_ms,
                         max_queued_inputs=self.settings.max_queued_inputs,
                         on_batch=(lambda n, t, s, m=manifest.name: report(m, n, t, s)) if report else None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import threading
 
 import httpx
 import numpy as np
@@ -174,3 +176,12 @@ def test_concurrent_requests_equal_single_requests(api, embedder: EmbeddingEngin
 def _metric(api, name: str) -> float:
     lines = httpx.get(api.url + "/metrics").text.splitlines()
     return sum(float(line.split()[-1]) for line in lines if line.startswith(name + "{"))
+
+
+def test_forwards_run_below_the_event_loop(api) -> None:
+    httpx.post(api.url + "/v1/embeddings", json={"input": "a forward"})
+    forwards = [t for t in threading.enumerate() if t.name.startswith("forward-all-MiniLM-L6-v2")]
+    assert forwards
+    for thread in forwards:
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == api.app.state.settings.compute_niceness
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
