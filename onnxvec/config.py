@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     embedding_model: str = "all-MiniLM-L6-v2"
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     provider: Literal["auto", "cpu", "cuda"] = "auto"
-    token_budget: int = Field(default=8192, ge=1, description="padded tokens per ONNX forward")
+    token_budget: int = Field(default=2048, ge=1, description="padded tokens per ONNX forward (see README: Benchmarks)")
     max_batch_size: int = Field(default=128, ge=1)
     compute_niceness: int = Field(
         default=10, ge=0, le=19, description="nice of ONNX work (API forwards, ingest workers) below the event loop"
