@@ -17,10 +17,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from api import errors
+from api.chat import router as chat_router
 from api.guard import Guard
 from api.metrics import Metrics
 from api.routes import JSON, router
 from onnxvec import db, services
+from onnxvec.chat import ChatService
 from onnxvec.config import Settings, get_settings
 from onnxvec.keys import KeyRing
 from onnxvec.modelstore import ModelError
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     db.upgrade(database)
     metrics = Metrics(database, endpoints.redis_url)
     service = EmbeddingService(settings, on_batch=metrics.on_batch)
+    chat = ChatService(settings, database, service)
     metrics.queued_inputs.set_function(service.queued_inputs)
 
     @asynccontextmanager
@@ -62,7 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await service.batcher(None)
         except ModelError as exc:
             log.warning("default model not loaded: %s (/ready reports it)", exc)
+        try:
+            await chat.load()
+        except ModelError as exc:
+            log.warning("default chat model not loaded: %s (chat requests will say so)", exc)
         yield
+        await chat.close()
         await service.close()
         database.dispose()
 
@@ -78,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.redis_url = endpoints.redis_url
     app.state.metrics = metrics
     app.state.service = service
+    app.state.chat = chat
     env_keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
     app.state.keys = KeyRing(database, env_keys)
     errors.install(app)
@@ -88,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
     )
     app.include_router(router, dependencies=[Depends(authorize)])
+    app.include_router(chat_router, dependencies=[Depends(authorize)])
     _probes(app)
     return app
 

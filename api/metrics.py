@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from onnxvec import documents, queue
+from onnxvec.generate import Generation
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -76,8 +77,16 @@ class Metrics:
         )
         self.queued_inputs = Gauge("onnxvec_queued_inputs", "Inputs waiting for a forward", registry=r)
         self.tokens = Counter("onnxvec_tokens_embedded", "Tokens embedded by the API", ["model"], registry=r)
+        self.completions = Counter(
+            "onnxvec_chat_completions", "Chat completions by finish reason", ["model", "finish_reason"], registry=r
+        )
+        self.completion_tokens = Counter("onnxvec_chat_completion_tokens", "Tokens generated", ["model"], registry=r)
         self.registry.register(IngestCollector(db, redis_url))
 
     def on_batch(self, model: str, inputs: int, padded_tokens: int, seconds: float) -> None:
         self.batch_inputs.labels(model).observe(inputs)
         self.batch_seconds.labels(model).observe(seconds)
+
+    def on_generation(self, model: str, generation: Generation) -> None:
+        self.completions.labels(model, generation.finish_reason or "cancelled").inc()
+        self.completion_tokens.labels(model).inc(generation.completion_tokens)

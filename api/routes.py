@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from api.schemas import EmbeddingRequest, SearchRequest
 from onnxvec import documents, store
 from onnxvec.modelstore import ModelManifest
+from onnxvec.search import search_text
 from onnxvec.service import EmbeddingService, shorten, to_base64
 
 router = APIRouter(prefix="/v1")
@@ -108,12 +109,15 @@ async def retrieve_model(model_id: str, request: Request) -> JSON:
 @router.post("/search", response_class=JSON)
 async def search(body: SearchRequest, request: Request) -> JSON:
     """Top-k chunks of a collection for a query, embedded with the collection's own model."""
-    db = _db(request)
-    collection = await asyncio.to_thread(_collection, db, body.collection)
-    service = _service(request)
-    manifest = service.manifest(collection.model)
-    _, result = await service.embed(manifest.name, body.query, prefix=manifest.query_prefix)
-    hits = await asyncio.to_thread(_search, db, collection, result.vectors[0], body)
+    result = await search_text(
+        _db(request),
+        _service(request),
+        body.collection,
+        body.query,
+        body.k,
+        filter=body.filter,
+        ef_search=body.ef_search or 100,
+    )
     data = [
         {
             "object": "search.result",
@@ -127,9 +131,9 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "metadata": hit.metadata,
         }
         | ({"text": hit.text} if body.include_text else {})
-        for rank, hit in enumerate(hits, start=1)
+        for rank, hit in enumerate(result.hits, start=1)
     ]
-    tokens = result.encoded.tokens[0]
+    collection = result.collection
     return JSON(
         {
             "object": "list",
@@ -137,19 +141,9 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "model": collection.model,
             "metric": collection.metric,
             "data": data,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            "usage": {"prompt_tokens": result.query_tokens, "total_tokens": result.query_tokens},
         }
     )
-
-
-def _collection(db: Engine, name: str) -> store.Collection:
-    with db.connect() as conn:
-        return store.get_collection(conn, name)
-
-
-def _search(db: Engine, collection: store.Collection, vector: Any, body: SearchRequest) -> list[store.Hit]:
-    with db.begin() as conn:
-        return store.search(conn, collection, vector, body.k, filter=body.filter, ef_search=body.ef_search or 100)
 
 
 @router.get("/collections", response_class=JSON)

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=30, gt=0, description="period of the reconciler")
     requeue_after_seconds: float = Field(default=600, gt=0, description="pending this long after enqueue: re-enqueue")
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
+    # chat
+    chat_model: str = "SmolLM2-135M-Instruct"
+    chat_collection: str | None = Field(default=None, description="collection for RAG when a request names none")
+    max_queued_chats: int = Field(default=16, ge=0, description="chat requests waiting for a model past this get 429")
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)

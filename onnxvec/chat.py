@@ -1,0 +1,188 @@
+"""Chat completions, optionally retrieval-augmented: retrieve, prompt, generate.
+
+`ChatService` lives in the server's event loop. A request naming a collection has its last user
+message embedded with that collection's model, the top chunks retrieved (filter and minimum score
+applied) and handed to the model as numbered sources; the sources that fit the context come back as
+citations. Generation runs on one thread per model, one completion at a time in arrival order;
+past `max_queued_chats` waiting requests the service answers Overloaded (429).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Engine
+
+from onnxvec import store
+from onnxvec.config import Settings
+from onnxvec.generate import ChatEngine, Generation, Sampling
+from onnxvec.microbatch import Overloaded
+from onnxvec.modelstore import ModelManifest, ModelStore
+from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
+from onnxvec.search import search_text
+from onnxvec.service import EmbeddingService, InvalidRequest
+
+
+@dataclass
+class ChatRequest:
+    messages: list[Message]
+    model: str | None = None
+    sampling: Sampling = field(default_factory=Sampling)
+    n: int = 1
+    collection: str | None = None
+    k: int = 4
+    filter: dict[str, Any] | None = None
+    min_score: float | None = None
+
+
+@dataclass
+class Prepared:
+    engine: ChatEngine
+    prompt: Prompt
+    prompt_ids: list[int]
+    retrieval_ms: float = 0.0
+
+    def citations(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "index": number,
+                "document_id": hit.document_id,
+                "external_id": hit.external_id,
+                "source": hit.source,
+                "chunk": hit.ordinal,
+                "score": hit.score,
+            }
+            for number, hit in enumerate(self.prompt.sources, start=1)
+        ]
+
+
+class _Model:
+    """A loaded chat model with its generation thread and its fair (FIFO) turn."""
+
+    def __init__(self, engine: ChatEngine) -> None:
+        self.engine = engine
+        self.turn = asyncio.Semaphore(1)  # asyncio wakes waiters in arrival order
+        self.waiting = 0
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{engine.name}")
+
+
+class ChatService:
+    def __init__(self, settings: Settings, db: Engine, embeddings: EmbeddingService) -> None:
+        self.settings = settings
+        self.db = db
+        self.embeddings = embeddings
+        self.store = ModelStore(settings.models_dir)
+        self._models: dict[str, _Model] = {}
+        self._lock = asyncio.Lock()
+
+    def manifest(self, name: str | None) -> ModelManifest:
+        manifest = self.store.get(name or self.settings.chat_model)
+        if manifest.kind != "chat":
+            raise InvalidRequest(f"The model '{manifest.name}' is an {manifest.kind} model, not a chat model.", "model")
+        return manifest
+
+    def loaded(self, name: str) -> bool:
+        return name in self._models
+
+    async def load(self, name: str | None = None) -> None:
+        """Load a chat model now (the default when None), so its first request does not wait for it."""
+        await self._model(name)
+
+    async def _model(self, name: str | None) -> _Model:
+        manifest = self.manifest(name)
+        async with self._lock:
+            if manifest.name not in self._models:
+                engine = await asyncio.to_thread(ChatEngine, self.store.path(manifest.name), manifest.name)
+                self._models[manifest.name] = _Model(engine)
+        return self._models[manifest.name]
+
+    async def prepare(self, request: ChatRequest) -> Prepared:
+        """Retrieve (if a collection is named), fit the prompt into the context, tokenize it."""
+        model = await self._model(request.model)
+        engine = model.engine
+        context = engine.context_length
+        if request.sampling.max_tokens is not None and request.sampling.max_tokens >= context:
+            raise InvalidRequest(f"'max_tokens' must be below this model's context length ({context}).", "max_tokens")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        hits = await self.retrieve(request) if request.collection else []
+        retrieval_ms = (loop.time() - started) * 1000
+        reserve = request.sampling.max_tokens or min(512, context // 4)
+
+        def build() -> Prepared:
+            prompt = fit(request.messages, hits, lambda m: len(engine.encode(engine.render(m))), context - reserve)
+            return Prepared(engine, prompt, engine.encode(engine.render(prompt.messages)), retrieval_ms)
+
+        try:
+            return await asyncio.to_thread(build)
+        except PromptTooLong as exc:
+            raise InvalidRequest(str(exc), "messages") from exc
+
+    async def retrieve(self, request: ChatRequest) -> list[store.Hit]:
+        """Top-k chunks of the collection for the last user message, above the minimum score."""
+        query = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
+        if not query:
+            raise InvalidRequest("Retrieval needs a user message to search with.", "messages")
+        found = await search_text(
+            self.db, self.embeddings, request.collection or "", query, request.k, filter=request.filter
+        )
+        return [h for h in found.hits if request.min_score is None or h.score >= request.min_score]
+
+    def admit(self, name: str) -> None:
+        """Overloaded now rather than after a stream has begun (when a 429 can no longer be sent)."""
+        model = self._models[name]
+        if model.waiting >= self.settings.max_queued_chats:
+            raise Overloaded(f"{model.waiting} chat requests are already waiting for {name}")
+
+    def start(self, prepared: Prepared, sampling: Sampling, index: int = 0) -> Generation:
+        """Choice `index` of a request (a given seed becomes seed + index, so n choices differ)."""
+        seeded = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + index)
+        return prepared.engine.generate(prepared.prompt_ids, seeded, threading.Event())
+
+    async def stream(self, generation: Generation) -> AsyncIterator[str]:
+        """Text deltas of a generation, run on its model's thread once it is its turn.
+
+        Closing this iterator early (a client went away) stops the generation at the next token
+        and frees the turn; afterwards the generation holds finish_reason and completion_tokens.
+        """
+        self.admit(generation.engine.name)
+        model = self._models[generation.engine.name]
+        model.waiting += 1
+        try:
+            await model.turn.acquire()
+        finally:
+            model.waiting -= 1
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
+
+        def produce() -> None:
+            try:
+                for text in generation:
+                    loop.call_soon_threadsafe(queue.put_nowait, text)
+            except Exception as exc:  # noqa: BLE001 (handed to the awaiting coroutine)
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                return
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        try:
+            running = loop.run_in_executor(model.executor, produce)
+        except BaseException:
+            model.turn.release()
+            raise
+        running.add_done_callback(lambda _: model.turn.release())  # the turn ends when the thread does
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            generation.cancel.set()
+
+    async def close(self) -> None:
+        for model in self._models.values():
+            model.executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,159 @@
+"""Text generation with onnxruntime-genai: a chat model's own template, sampling, stop strings.
+
+A `ChatEngine` wraps one genai folder (genai_config.json). `Generation` runs one completion token by
+token, yielding text as it is decoded, so a caller can stream it or stop it (a client that went
+away) between any two tokens. Stop strings are matched on decoded text, across token boundaries.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime_genai as og
+
+from onnxvec.modelstore import ModelError
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """OpenAI's sampling fields; None means the model's own default (its genai_config search section)."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    repetition_penalty: float | None = None
+
+
+class StopMatcher:
+    """Cuts text at the first stop string. Text that could still grow into a stop string is held
+    back until the next piece shows it does not, so a stop split across tokens never leaks out."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        """The text that is safe to emit now."""
+        self.pending += piece
+        found = [at for s in self.stops if (at := self.pending.find(s)) >= 0]
+        if found:
+            self.stopped = True
+            out, self.pending = self.pending[: min(found)], ""
+            return out
+        hold = self._partial_stop_length()
+        out, self.pending = self.pending[: len(self.pending) - hold], self.pending[len(self.pending) - hold :]
+        return out
+
+    def flush(self) -> str:
+        """What was held back, once generation has ended without completing a stop string."""
+        out, self.pending = self.pending, ""
+        return out
+
+    def _partial_stop_length(self) -> int:
+        """Length of the longest tail of the pending text that begins some stop string."""
+        longest = min(len(self.pending), max((len(s) - 1 for s in self.stops), default=0))
+        for size in range(longest, 0, -1):
+            tail = self.pending[-size:]
+            if any(s.startswith(tail) for s in self.stops):
+                return size
+        return 0
+
+
+class ChatEngine:
+    """One loaded genai model with its tokenizer and chat template."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.name = name
+        config = json.loads((folder / "genai_config.json").read_text())["model"]
+        self.context_length: int = int(config["context_length"])
+        eos = config.get("eos_token_id", [])
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.has_template = (folder / "chat_template.jinja").is_file() or "chat_template" in _tokenizer_config(folder)
+        try:
+            self.model = og.Model(str(folder))
+            self.tokenizer = og.Tokenizer(self.model)
+        except Exception as exc:  # onnxruntime-genai raises plain RuntimeErrors
+            raise ModelError(f"{name}: onnxruntime-genai cannot load {folder}: {exc}") from exc
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text the model was trained on, from its own chat template."""
+        if not self.has_template:
+            raise ModelError(f"{self.name} has no chat template (chat_template.jinja or tokenizer_config.json)")
+        return self.tokenizer.apply_chat_template(json.dumps(messages), add_generation_prompt=True)
+
+    def encode(self, text: str) -> list[int]:
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def generate(self, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> Generation:
+        return Generation(self, prompt_ids, sampling, cancel)
+
+
+class Generation:
+    """One completion: iterate for text deltas; afterwards `finish_reason` and `completion_tokens` hold."""
+
+    def __init__(self, engine: ChatEngine, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> None:
+        self.engine = engine
+        self.prompt_ids = prompt_ids
+        self.sampling = sampling
+        self.cancel = cancel
+        self.finish_reason: str | None = None
+        self.completion_tokens = 0
+
+    def _params(self) -> og.GeneratorParams:
+        s, engine = self.sampling, self.engine
+        room = engine.context_length - len(self.prompt_ids)
+        options: dict[str, float | int | bool] = {"max_length": len(self.prompt_ids) + min(room, s.max_tokens or room)}
+        if s.temperature is not None:
+            options["do_sample"] = s.temperature > 0
+            if s.temperature > 0:
+                options["temperature"] = s.temperature
+        for key, value in (("top_p", s.top_p), ("top_k", s.top_k), ("repetition_penalty", s.repetition_penalty)):
+            if value is not None:
+                options[key] = value
+        if s.seed is not None:
+            options["random_seed"] = s.seed
+        params = og.GeneratorParams(engine.model)
+        params.set_search_options(**options)
+        return params
+
+    def __iter__(self) -> Iterator[str]:
+        generator = og.Generator(self.engine.model, self._params())
+        generator.append_tokens(self.prompt_ids)
+        stream = self.engine.tokenizer.create_stream()
+        stops = StopMatcher(self.sampling.stop)
+        try:
+            while not generator.is_done():
+                if self.cancel.is_set():
+                    self.finish_reason = "cancelled"
+                    return
+                generator.generate_next_token()
+                token = int(generator.get_next_tokens()[0])
+                self.completion_tokens += 1
+                if token in self.engine.eos_ids:
+                    self.finish_reason = "stop"
+                    break
+                text = stops.feed(stream.decode(token))
+                if text:
+                    yield text
+                if stops.stopped:
+                    self.finish_reason = "stop"
+                    return
+            self.finish_reason = self.finish_reason or "length"
+            tail = stops.flush()
+            if tail:
+                yield tail
+        finally:
+            del generator  # frees its KV cache now, not at the next garbage collection
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    path = folder / "tokenizer_config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,72 @@
+"""The prompt for a chat request: retrieved chunks as labelled context, trimmed to the context window.
+
+The context goes into the system message as numbered sources, so the model can cite [n] and the
+response can name the documents. When everything does not fit, the oldest history goes first, then
+the lowest-ranked sources; the system message and the last message always stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from onnxvec.store import Hit
+
+INSTRUCTIONS = (
+    "Answer the question using the numbered sources below. Cite the sources you use as [1], [2], ... "
+    "If the sources do not contain the answer, say that you do not know."
+)
+
+Message = dict[str, str]
+
+
+class PromptTooLong(ValueError):
+    """Even the system message and the last message alone do not fit the model's context."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    messages: list[Message]
+    sources: list[Hit]  # the retrieved chunks that made it into the prompt, numbered from 1
+    dropped_messages: int
+
+
+def context_block(hits: Sequence[Hit]) -> str:
+    """The sources as the model sees them: number, where from, text."""
+    lines = [INSTRUCTIONS, ""]
+    for number, hit in enumerate(hits, start=1):
+        lines.append(f"[{number}] ({hit.source or hit.external_id}) {hit.text.strip()}")
+    return "\n".join(lines)
+
+
+def with_context(messages: Sequence[Message], hits: Sequence[Hit]) -> list[Message]:
+    """The messages with the sources added to the system message (one is created if there is none)."""
+    if not hits:
+        return list(messages)
+    block = context_block(hits)
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": messages[0]["content"] + "\n\n" + block}, *messages[1:]]
+    return [{"role": "system", "content": block}, *messages]
+
+
+def fit(messages: Sequence[Message], hits: Sequence[Hit], count: Callable[[list[Message]], int], budget: int) -> Prompt:
+    """Messages with context that `count` (prompt tokens) says fit in `budget` tokens."""
+    system = [m for m in messages[:1] if m["role"] == "system"]
+    history = list(messages[len(system) : -1])
+    last = list(messages[-1:])
+    sources = list(hits)
+    dropped = 0
+    while True:
+        candidate = with_context([*system, *history, *last], sources)
+        if count(candidate) <= budget:
+            return Prompt(candidate, sources, dropped)
+        if history:
+            history.pop(0)
+            dropped += 1
+        elif sources:
+            sources.pop()
+        else:
+            raise PromptTooLong(
+                f"The last message (with the system message) needs {count(candidate)} tokens; "
+                f"this model's context leaves {budget} for the prompt."
+            )

@@ -1,0 +1,54 @@
+"""Semantic search for a text query: embedded with the collection's own model (and its query
+prefix), then the collection's ANN scan with the metadata filter inside it.
+
+Used by the HTTP search endpoint and by retrieval for chat; blocking database work runs on threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from onnxvec import store
+from onnxvec.service import EmbeddingService
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    collection: store.Collection
+    hits: list[store.Hit]
+    query_tokens: int
+
+
+async def search_text(
+    db: Engine,
+    embeddings: EmbeddingService,
+    collection: str,
+    query: str,
+    k: int = 10,
+    *,
+    filter: dict[str, Any] | None = None,
+    ef_search: int = 100,
+) -> SearchResult:
+    """CollectionNotFound, StoreError (bad filter) and the embedding service's errors pass through."""
+    found = await asyncio.to_thread(_collection, db, collection)
+    manifest = embeddings.manifest(found.model)
+    _, result = await embeddings.embed(manifest.name, query, prefix=manifest.query_prefix)
+    hits = await asyncio.to_thread(_search, db, found, result.vectors[0], k, filter, ef_search)
+    return SearchResult(found, hits, result.encoded.tokens[0])
+
+
+def _collection(db: Engine, name: str) -> store.Collection:
+    with db.connect() as conn:
+        return store.get_collection(conn, name)
+
+
+def _search(
+    db: Engine, collection: store.Collection, vector: np.ndarray, k: int, filter: dict | None, ef_search: int
+) -> list[store.Hit]:
+    with db.begin() as conn:  # SET LOCAL of the search settings needs a transaction
+        return store.search(conn, collection, vector, k, filter=filter, ef_search=ef_search)
