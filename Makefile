@@ -8,13 +8,14 @@ export ONNXVEC_HOME ?= $(CURDIR)/.onnxvec
 
 $(BIN)/onnxvec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,build]'
 	touch $@
 
 install: $(BIN)/onnxvec
 
 model: install
 	$(BIN)/onnxvec models pull all-MiniLM-L6-v2
+	$(BIN)/onnxvec models pull SmolLM2-135M-Instruct
 
 up: model
 	$(BIN)/onnxvec up

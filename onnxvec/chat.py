@@ -136,7 +136,7 @@ class ChatService:
     def admit(self, name: str) -> None:
         """Overloaded now rather than after a stream has begun (when a 429 can no longer be sent)."""
         model = self._models[name]
-        if model.waiting >= self.settings.max_queued_chats:
+        if model.turn.locked() and model.waiting >= self.settings.max_queued_chats:
             raise Overloaded(f"{model.waiting} chat requests are already waiting for {name}")
 
     def start(self, prepared: Prepared, sampling: Sampling, index: int = 0) -> Generation:

