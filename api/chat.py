@@ -35,6 +35,7 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
         raise InvalidRequest("'stop' takes up to 4 non-empty strings.", "stop")
     sampling = Sampling(
         max_tokens=body.max_completion_tokens or body.max_tokens,
+        min_tokens=body.min_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
         top_k=body.top_k,

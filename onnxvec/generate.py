@@ -23,6 +23,7 @@ class Sampling:
     """OpenAI's sampling fields; None means the model's own default (its genai_config search section)."""
 
     max_tokens: int | None = None
+    min_tokens: int | None = None  # the end token is suppressed until this many (vLLM's extension)
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None
@@ -120,6 +121,8 @@ class Generation:
                 options[key] = value
         if s.seed is not None:
             options["random_seed"] = s.seed
+        if s.min_tokens:
+            options["min_length"] = len(self.prompt_ids) + s.min_tokens
         params = og.GeneratorParams(engine.model)
         params.set_search_options(**options)
         return params

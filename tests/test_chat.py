@@ -1,0 +1,162 @@
+"""/v1/chat/completions on the tiny model the tests build: shapes, sampling, stops, limits, streaming."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from onnxvec.generate import StopMatcher
+from onnxvec.prompt import PromptTooLong, fit
+
+URL = "/v1/chat/completions"
+HELLO = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def _chat(api, **body) -> httpx.Response:
+    return httpx.post(api.url + URL, json={"messages": HELLO, **body}, timeout=60)
+
+
+def _events(response: httpx.Response) -> list:
+    lines = [line[len("data: ") :] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def test_completion_shape_and_usage(chat_api) -> None:
+    response = _chat(chat_api, max_tokens=7, temperature=1, seed=1)
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-") and body["model"] == "tiny-chat"
+    (choice,) = body["choices"]
+    assert choice["index"] == 0 and choice["message"]["role"] == "assistant"
+    engine = chat_api.app.state.chat._models["tiny-chat"].engine
+    prompt_tokens = len(engine.encode(engine.render(HELLO)))
+    usage = body["usage"]
+    assert (
+        usage["prompt_tokens"] == prompt_tokens and usage["total_tokens"] == prompt_tokens + usage["completion_tokens"]
+    )
+    if choice["finish_reason"] == "length":
+        assert usage["completion_tokens"] == 7
+    else:  # the random model happened to emit its end token
+        assert choice["finish_reason"] == "stop" and usage["completion_tokens"] < 7
+    assert body["citations"] == []
+
+
+def test_seed_is_deterministic_and_n_choices_differ(chat_api) -> None:
+    first = _chat(chat_api, max_tokens=12, temperature=1, seed=7, n=3).json()
+    again = _chat(chat_api, max_tokens=12, temperature=1, seed=7, n=3).json()
+    texts = [c["message"]["content"] for c in first["choices"]]
+    assert [c["index"] for c in first["choices"]] == [0, 1, 2]
+    assert texts == [c["message"]["content"] for c in again["choices"]]
+    assert len(set(texts)) > 1
+    other = _chat(chat_api, max_tokens=12, temperature=1, seed=8).json()["choices"][0]["message"]["content"]
+    assert other != texts[0] or other != texts[1]
+
+
+def test_streaming_matches_plain_and_ends_with_usage(chat_api) -> None:
+    plain = _chat(chat_api, max_tokens=10, temperature=1, seed=3).json()
+    streamed = _chat(
+        chat_api, max_tokens=10, temperature=1, seed=3, stream=True, stream_options={"include_usage": True}
+    )
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    chunks = _events(streamed)
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert text == plain["choices"][0]["message"]["content"]
+    final = chunks[-2]
+    assert final["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"] and "citations" in final
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+
+
+def test_stop_strings_cut_the_text_even_across_tokens(chat_api) -> None:
+    text = _chat(chat_api, max_tokens=40, temperature=1, seed=5).json()["choices"][0]["message"]["content"]
+    assert len(text) > 12
+    stop = text[6:10]
+    cut = _chat(chat_api, max_tokens=40, temperature=1, seed=5, stop=[stop, "never-there"]).json()["choices"][0]
+    assert cut["message"]["content"] == text[: text.index(stop)] and cut["finish_reason"] == "stop"
+    streamed = _chat(chat_api, max_tokens=40, temperature=1, seed=5, stop=stop, stream=True)
+    deltas = "".join(c["choices"][0]["delta"].get("content", "") for c in _events(streamed) if c["choices"])
+    assert deltas == text[: text.index(stop)]
+
+
+def test_stop_matcher_holds_back_partial_stops() -> None:
+    matcher = StopMatcher(["END", "xy"])
+    assert matcher.feed("abc E") == "abc "  # "E" may begin "END"
+    assert matcher.feed("N") == ""
+    assert matcher.feed("D tail") == "" and matcher.stopped
+    other = StopMatcher(["END"])
+    assert other.feed("EN") == "" and other.feed("O") == "ENO" and other.flush() == ""
+    assert StopMatcher([]).feed("anything") == "anything"
+
+
+def test_max_tokens_gives_finish_reason_length(chat_api) -> None:
+    body = _chat(chat_api, max_completion_tokens=3, min_tokens=3, temperature=1, seed=11).json()
+    assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 3
+
+
+def test_over_long_conversation_is_trimmed_oldest_first(chat_api) -> None:
+    history = []
+    for i in range(200):
+        history += [
+            {"role": "user", "content": f"Question {i}: what is the answer to the question number {i}?"},
+            {"role": "assistant", "content": f"The answer to question {i} is Paris, the capital of France."},
+        ]
+    messages = [{"role": "system", "content": "Be brief."}, *history, HELLO[0]]
+    response = httpx.post(chat_api.url + URL, json={"messages": messages, "max_tokens": 16}, timeout=60)
+    assert response.status_code == 200, response.text
+    assert response.json()["usage"]["prompt_tokens"] <= 1024 - 16
+
+
+def test_fit_drops_history_then_sources() -> None:
+    def count(messages: list) -> int:
+        return sum(len(m["content"]) for m in messages)
+
+    messages = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "old" * 10},
+        {"role": "user", "content": "Q"},
+    ]
+    kept = fit(messages, [], count, budget=5)
+    assert [m["content"] for m in kept.messages] == ["S", "Q"] and kept.dropped_messages == 1
+    with pytest.raises(PromptTooLong):
+        fit([{"role": "user", "content": "x" * 50}], [], count, budget=10)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"temperature": 3}, "temperature"),
+        ({"n": 0}, "n"),
+        ({"top_p": 0}, "top_p"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"max_tokens": 5000}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
+        ({"model": "all-MiniLM-L6-v2"}, "model"),
+    ],
+)
+def test_bad_parameters_are_400(chat_api, body: dict, param: str) -> None:
+    response = httpx.post(chat_api.url + URL, json={"messages": HELLO, **body})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_unknown_chat_model_is_404(chat_api) -> None:
+    assert _chat(chat_api, model="no-such-chat").status_code == 404
+
+
+def test_openai_client_plain_and_streaming(chat_api) -> None:
+    client = openai.OpenAI(base_url=chat_api.url + "/v1", api_key="unused", max_retries=0)
+    done = client.chat.completions.create(model="tiny-chat", messages=HELLO, max_tokens=5, seed=2, temperature=1)
+    assert done.choices[0].finish_reason in {"stop", "length"} and done.usage.completion_tokens <= 5
+    stream = client.chat.completions.create(
+        model="tiny-chat", messages=HELLO, max_tokens=5, seed=2, temperature=1, stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == done.choices[0].message.content
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="tiny-chat", messages=HELLO, temperature=5)

@@ -1,0 +1,101 @@
+"""The real default chat model (SmolLM2-135M-Instruct, int4): facts, RAG with citations, the openai
+client, a client leaving mid-stream, and the queue limit."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import httpx
+import openai
+from sqlalchemy import Engine
+
+from onnxvec import documents, store
+from onnxvec.embed import EmbeddingEngine
+from onnxvec.load import SourceDocument
+
+URL = "/v1/chat/completions"
+FACT = "The chief engineer of the Zorbulax Project is Mirela Quandtberg."
+OTHER = [
+    "Sourdough bread needs flour, water, salt and a starter.",
+    "The violin has four strings tuned in fifths.",
+]
+
+
+def test_paris(smol_api) -> None:
+    body = httpx.post(
+        smol_api.url + URL,
+        json={"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 30},
+        timeout=120,
+    ).json()
+    assert "Paris" in body["choices"][0]["message"]["content"], body
+
+
+def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine, embedder: EmbeddingEngine) -> None:
+    texts = [FACT, *OTHER]
+    vectors = embedder.embed(texts).vectors
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "rag-facts", embedder.manifest.name, embedder.dims, "cosine")
+        sources = [SourceDocument(f"fact-{i}", f"mem://fact-{i}", t, {}) for i, t in enumerate(texts)]
+        ids = documents.register(conn, col, sources).queued
+        for doc_id, text, vector in zip(ids, texts, vectors, strict=True):
+            row = store.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, vector)
+            store.write_chunks(conn, col, doc_id, [row])
+    question = [{"role": "user", "content": "Who is the chief engineer of the Zorbulax Project?"}]
+    body = httpx.post(
+        smol_api.url + URL,
+        json={"messages": question, "collection": "rag-facts", "k": 2, "max_tokens": 40, "temperature": 0},
+        timeout=120,
+    ).json()
+    answer = body["choices"][0]["message"]["content"]
+    assert "Quandtberg" in answer, answer
+    assert body["citations"][0]["external_id"] == "fact-0" and body["citations"][0]["document_id"] == ids[0]
+    assert len(body["citations"]) == 2 and body["citations"][0]["score"] > body["citations"][1]["score"]
+    plain = httpx.post(smol_api.url + URL, json={"messages": question, "max_tokens": 40, "temperature": 0}, timeout=120)
+    assert "Quandtberg" not in plain.json()["choices"][0]["message"]["content"]  # the model cannot know it
+    assert plain.json()["citations"] == []
+
+
+def test_openai_client(smol_api) -> None:
+    client = openai.OpenAI(base_url=smol_api.url + "/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    done = client.chat.completions.create(model="SmolLM2-135M-Instruct", messages=messages, max_tokens=20)
+    assert "Paris" in done.choices[0].message.content and done.choices[0].finish_reason == "stop"
+    stream = client.chat.completions.create(
+        model="SmolLM2-135M-Instruct", messages=messages, max_tokens=20, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == done.choices[0].message.content
+
+
+def _cancelled(api) -> float:
+    lines = httpx.get(api.url + "/metrics").text.splitlines()
+    name = "onnxvec_chat_completions_total{"
+    return sum(float(x.split()[-1]) for x in lines if x.startswith(name) and 'finish_reason="cancelled"' in x)
+
+
+def test_disconnect_mid_stream_stops_the_generation(smol_api) -> None:
+    model = smol_api.app.state.chat._models["SmolLM2-135M-Instruct"]
+    before = _cancelled(smol_api)
+    story = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    body = {"messages": story, "max_tokens": 600, "min_tokens": 600, "stream": True}
+    with httpx.stream("POST", smol_api.url + URL, json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        for _ in range(6):  # a few tokens in: the generation is running
+            next(lines)
+    started = time.monotonic()
+    while model.turn.locked() or _cancelled(smol_api) == before:
+        assert time.monotonic() - started < 5, "the generation kept running after the client left"
+        time.sleep(0.05)
+
+
+def test_queue_limit_is_429(start_api, smol_api) -> None:
+    server = start_api(max_queued_chats=0)
+    story = [{"role": "user", "content": "Write a long story."}]
+    body = {"messages": story, "max_tokens": 300, "min_tokens": 300, "stream": True}
+    with httpx.stream("POST", server.url + URL, json=body, timeout=60) as busy:
+        lines = busy.iter_lines()
+        for _ in range(4):
+            next(lines)
+        refused = httpx.post(server.url + URL, json={"messages": story, "max_tokens": 2}, timeout=60)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
+    assert refused.json()["error"]["type"] == "rate_limit_error"
