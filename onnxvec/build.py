@@ -9,14 +9,17 @@ builder then quantizes again (int4 uses k_quant, which keeps small models cohere
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Literal
 
-from onnxvec.modelstore import ModelError
+from onnxvec.export import export_to_onnx, require_export_tools
+from onnxvec.modelstore import ModelError, ModelManifest, ModelStore, describe_folder
 
 Precision = Literal["int4", "int8", "fp32"]
 TOOLS = ("torch", "transformers", "onnx_ir", "gguf", "accelerate", "onnxruntime_genai")
@@ -45,8 +48,9 @@ def gguf_to_hf(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def build_genai(source: Path, out: Path, precision: Precision = "int4", *, log: Path | None = None) -> None:
-    """Run the onnxruntime-genai model builder on a Hugging Face folder or a .gguf file."""
+def build_genai(source: Path, out: Path, precision: Precision = "int4", *, show_progress: bool = False) -> None:
+    """Run the onnxruntime-genai model builder on a Hugging Face folder or a .gguf file; its own
+    progress bars go to the terminal when asked, to a log shown on failure otherwise."""
     require_build_tools()
     with tempfile.TemporaryDirectory(prefix="onnxvec-build-") as tmp:
         folder = source
@@ -60,8 +64,72 @@ def build_genai(source: Path, out: Path, precision: Precision = "int4", *, log: 
         if precision == "int4":
             command += ["--extra_options", "algo_config=k_quant"]
         env = os.environ | {"HF_HUB_OFFLINE": "1"}
-        with (log or Path(tmp) / "builder.log").open("w") as output:
-            done = subprocess.run(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        log = Path(tmp) / "builder.log"
+        with log.open("w") as output:
+            target = None if show_progress else output
+            done = subprocess.run(command, env=env, stdout=target, stderr=subprocess.STDOUT if target else None)
         if done.returncode != 0 or not (out / "genai_config.json").is_file():
-            text = (log or Path(tmp) / "builder.log").read_text(errors="replace")
-            raise ModelError(f"the genai model builder failed ({done.returncode}): {text.strip()[-800:]}")
+            text = log.read_text(errors="replace").strip()[-800:] or "see the output above"
+            raise ModelError(f"the genai model builder failed ({done.returncode}): {text}")
+
+
+def build_chat_model(
+    store: ModelStore, name: str, source: Path, precision: Precision = "int4", *, show_progress: bool = False
+) -> ModelManifest:
+    """`onnxvec models build`: a genai model from a local Hugging Face folder or GGUF file, into the store."""
+    require_build_tools()
+    if not source.exists():
+        raise ModelError(f"{source} does not exist")
+    with store.staging(name) as stage:
+        build_genai(source, stage, precision, show_progress=show_progress)
+        origin = {"type": "build", "path": str(source.resolve()), "precision": precision}
+        return store.commit(name, stage, describe_folder(stage), origin)
+
+
+def convert_encoder(
+    store: ModelStore, name: str, folder: Path, *, int8: bool = False, optimize: bool = False
+) -> ModelManifest:
+    """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings, then
+    optionally fused (ONNX Runtime's transformer optimizer) and quantized to int8 (dynamic)."""
+    require_export_tools()
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
+    if config is None or not (folder / "tokenizer.json").is_file():
+        raise ModelError(f"{folder} needs config.json and tokenizer.json (a Hugging Face encoder folder)")
+    with store.staging(name) as stage:
+        for item in folder.iterdir():  # tokenizer and configs; the weights become model.onnx
+            if item.is_file() and item.suffix not in {".safetensors", ".bin", ".onnx", ".pt", ".h5"}:
+                shutil.copy2(item, stage / item.name)
+        pooling = folder / "1_Pooling"
+        if pooling.is_dir():
+            shutil.copytree(pooling, stage / "1_Pooling")
+        model = stage / "model.onnx"
+        export_to_onnx(folder, model)
+        try:
+            if optimize:
+                _fuse(model, config)
+            if int8:
+                _quantize(model)
+        except Exception as exc:  # the optimizer and quantizer raise whatever they meet
+            raise ModelError(f"converting {folder} failed: {exc}") from exc
+        origin = {"type": "convert", "path": str(folder.resolve()), "int8": int8, "optimize": optimize}
+        return store.commit(name, stage, describe_folder(stage), origin)
+
+
+def _fuse(model: Path, config: dict) -> None:
+    """ONNX Runtime's transformer fusions (attention, layer norm, GELU) for BERT-like encoders."""
+    from onnxruntime.transformers import optimizer
+
+    heads, hidden = config["num_attention_heads"], config["hidden_size"]
+    fused = optimizer.optimize_model(str(model), model_type="bert", num_heads=heads, hidden_size=hidden)
+    fused.save_model_to_file(str(model))
+
+
+def _quantize(model: Path) -> None:
+    """Dynamic int8 weights; fused ops are in Microsoft's domain, so their outputs are declared float."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = model.with_suffix(".int8.onnx")
+    options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    quantize_dynamic(model, quantized, weight_type=QuantType.QInt8, extra_options=options)
+    quantized.replace(model)

@@ -143,6 +143,38 @@ def models_pull(
     typer.echo(f"{manifest.name}: {manifest.kind}, {len(manifest.files)} files, source {manifest.source['type']}")
 
 
+@models_app.command("build")
+def models_build(
+    source: Annotated[Path, typer.Argument(help="a Hugging Face model folder or a .gguf file")],
+    name: Annotated[str, typer.Option(help="name in the model store")],
+    precision: Annotated[str, typer.Option(help="int4 (k_quant) | int8 | fp32")] = "int4",
+) -> None:
+    """Build a chat model for onnxruntime-genai (needs the build extra)."""
+    from onnxvec.build import build_chat_model
+
+    if precision not in ("int4", "int8", "fp32"):
+        raise _fail(f"--precision must be int4, int8 or fp32, not {precision!r}")
+    model_store = ModelStore(get_settings().models_dir)
+    manifest = build_chat_model(model_store, name, source, precision, show_progress=True)  # type: ignore[arg-type]
+    typer.echo(f"{manifest.name}: chat, context {manifest.context_length}, {len(manifest.files)} files")
+
+
+@models_app.command("convert")
+def models_convert(
+    folder: Annotated[
+        Path, typer.Argument(help="a Hugging Face encoder folder (config.json, weights, tokenizer.json)")
+    ],
+    name: Annotated[str, typer.Option(help="name in the model store")],
+    int8: Annotated[bool, typer.Option(help="quantize the weights to int8 (dynamic)")] = False,
+    optimize: Annotated[bool, typer.Option(help="apply ONNX Runtime's transformer fusions")] = False,
+) -> None:
+    """Export an encoder to ONNX for embeddings (needs the build extra)."""
+    from onnxvec.build import convert_encoder
+
+    manifest = convert_encoder(ModelStore(get_settings().models_dir), name, folder, int8=int8, optimize=optimize)
+    typer.echo(f"{manifest.name}: embedding, {manifest.dims} dims, pooling {manifest.pooling}")
+
+
 @models_app.command("list")
 def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     manifests = ModelStore(get_settings().models_dir).list()

@@ -10,6 +10,7 @@ import typer
 from onnxvec import keys
 from onnxvec.cli import _database, _fail, app
 from onnxvec.config import get_settings
+from onnxvec.service import InvalidRequest
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys (stored as SHA-256 digests in Postgres).")
 app.add_typer(keys_app, name="keys")
@@ -64,3 +65,49 @@ def keys_revoke(key_id: int) -> None:
         if not keys.revoke(conn, key_id):
             raise _fail(f"no active key with id {key_id}")
     typer.echo(f"revoked key {key_id}")
+
+
+@app.command("chat")
+def chat_command(
+    question: Annotated[str, typer.Argument(help="what to ask")],
+    collection: Annotated[str | None, typer.Option(help="answer from this collection's documents")] = None,
+    model: Annotated[str | None, typer.Option(help="chat model (default: ONNXVEC_CHAT_MODEL)")] = None,
+    k: Annotated[int, typer.Option("-k", help="chunks to retrieve", min=1, max=50)] = 4,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 256,
+    temperature: Annotated[float | None, typer.Option(min=0, max=2)] = None,
+) -> None:
+    """Ask a question; the answer streams as it is generated, then the sources it was given."""
+    import asyncio
+
+    from onnxvec.chat import ChatRequest, ChatService
+    from onnxvec.generate import Sampling
+    from onnxvec.service import EmbeddingService
+
+    settings = get_settings()
+    request = ChatRequest(
+        messages=[{"role": "user", "content": question}],
+        model=model,
+        sampling=Sampling(max_tokens=max_tokens, temperature=temperature),
+        collection=collection or settings.chat_collection,
+        k=k,
+    )
+
+    async def run() -> None:
+        embeddings = EmbeddingService(settings)
+        chat = ChatService(settings, _database(settings), embeddings)
+        try:
+            prepared = await chat.prepare(request)
+            async for delta in chat.stream(chat.start(prepared, request.sampling)):
+                typer.echo(delta, nl=False)
+            typer.echo()
+            for cite in prepared.citations():
+                where = cite["source"] or cite["external_id"]
+                typer.echo(f"[{cite['index']}] {where} (chunk {cite['chunk']}, score {cite['score']:.3f})")
+        finally:
+            await chat.close()
+            await embeddings.close()
+
+    try:
+        asyncio.run(run())
+    except InvalidRequest as exc:
+        raise _fail(str(exc)) from exc

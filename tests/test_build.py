@@ -1,0 +1,103 @@
+"""`onnxvec models convert` (encoder → ONNX, fusions, int8) and `onnxvec models build` (→ genai) on
+small random models the tests make, checked against PyTorch and by loading what was built."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxvec.build import build_chat_model, convert_encoder
+from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine, l2_normalize
+from onnxvec.generate import ChatEngine, Sampling
+from onnxvec.modelstore import ModelError, ModelStore
+
+SENTENCES = ["The cat sits on the mat.", "Embeddings map text to vectors.", "A longer sentence " * 8]
+
+
+@pytest.fixture(scope="module")
+def encoder_folder(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT with the default model's tokenizer, saved as a sentence-transformers folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(folder)
+    (folder / "tokenizer.json").write_bytes((model_store.path("all-MiniLM-L6-v2") / "tokenizer.json").read_bytes())
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return folder
+
+
+def _torch_embeddings(folder: Path, engine: EmbeddingEngine) -> np.ndarray:
+    import torch
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(folder).eval()
+    rows = []
+    for ids in engine.tokenizer.encode(SENTENCES).ids:
+        with torch.no_grad():
+            hidden = model(input_ids=torch.tensor([ids])).last_hidden_state[0].numpy()
+        rows.append(hidden.mean(axis=0))
+    return l2_normalize(np.array(rows, dtype=np.float32))
+
+
+def test_convert_matches_pytorch(encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    manifest = convert_encoder(store, "random-bert", encoder_folder)
+    assert (manifest.kind, manifest.dims, manifest.pooling) == ("embedding", 32, "mean")
+    assert "model.safetensors" not in manifest.files and "model.onnx" in manifest.files
+    engine = EmbeddingEngine(manifest, store, settings)
+    np.testing.assert_allclose(engine.embed(SENTENCES).vectors, _torch_embeddings(encoder_folder, engine), atol=1e-5)
+
+
+def test_convert_command_with_fusions_and_int8(encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**os.environ, "ONNXVEC_HOME": str(home)}
+    command = [sys.executable, "-m", "onnxvec", "models", "convert", str(encoder_folder), "--name", "bert-q"]
+    done = subprocess.run([*command, "--int8", "--optimize"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "bert-q: embedding, 32 dims, pooling mean" in done.stdout
+    store = ModelStore(home / "models")
+    manifest = store.get("bert-q")
+    assert manifest.source["int8"] and manifest.source["optimize"]
+    engine = EmbeddingEngine(manifest, store, settings)
+    reference = _torch_embeddings(encoder_folder, engine)
+    cosines = (engine.embed(SENTENCES).vectors * reference).sum(axis=1)
+    assert cosines.min() > 0.95, cosines  # int8 weights: close to, not equal to, fp32
+    missing = subprocess.run([*command[:5], str(tmp_path), "--name", "x"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 1 and "config.json and tokenizer.json" in missing.stderr
+
+
+def test_build_command_makes_a_genai_model(tiny_chat: str, model_store: ModelStore, tmp_path: Path) -> None:
+    source = Path(model_store.get(tiny_chat).source["path"]).parent / "genai-hf"  # tests/tinychat.py's HF folder
+    home = tmp_path / "home"
+    env = {**os.environ, "ONNXVEC_HOME": str(home)}
+    command = [sys.executable, "-m", "onnxvec", "models", "build", str(source), "--name", "tiny-fp32"]
+    done = subprocess.run([*command, "--precision", "fp32"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    store = ModelStore(home / "models")
+    manifest = store.get("tiny-fp32")
+    assert manifest.kind == "chat" and manifest.source["precision"] == "fp32"
+    engine = ChatEngine(store.path("tiny-fp32"), "tiny-fp32")
+    prompt = engine.encode(engine.render([{"role": "user", "content": "hi"}]))
+    generation = engine.generate(prompt, Sampling(max_tokens=4, min_tokens=4), threading.Event())
+    assert "".join(generation) and generation.completion_tokens == 4
+    with pytest.raises(ModelError, match="neither a Hugging Face model folder"):
+        build_chat_model(store, "nothing", tmp_path)
