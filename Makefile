@@ -30,6 +30,7 @@ bench: model
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/chat.py
 
 clean:
 	-$(BIN)/onnxvec services stop

@@ -123,7 +123,8 @@ async def _events(
             finally:  # also when the client went away: counted as cancelled
                 metrics.on_generation(prepared.engine.name, generation)
             completion_tokens += generation.completion_tokens
-            last = {"citations": prepared.citations()} if index == core.n - 1 else {}
+            last = {"citations": prepared.citations(), "retrieval_ms": round(prepared.retrieval_ms, 2)}
+            last = last if index == core.n - 1 else {}
             yield event([{"index": index, "delta": {}, "finish_reason": _finish(generation.finish_reason)}], **last)
         if include_usage:
             yield event([], usage=_usage(prepared, completion_tokens))

@@ -99,3 +99,17 @@ def test_queue_limit_is_429(start_api, smol_api) -> None:
         refused = httpx.post(server.url + URL, json={"messages": story, "max_tokens": 2}, timeout=60)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
     assert refused.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_generation_does_not_block_embeddings(smol_api) -> None:
+    story = [{"role": "user", "content": "Write a long story about the sea."}]
+    body = {"messages": story, "max_tokens": 300, "min_tokens": 300, "stream": True}
+    with httpx.stream("POST", smol_api.url + URL, json=body, timeout=60) as busy:
+        lines = busy.iter_lines()
+        for _ in range(4):
+            next(lines)
+        assert smol_api.app.state.chat._models["SmolLM2-135M-Instruct"].turn.locked()  # generating now
+        started = time.monotonic()
+        response = httpx.post(smol_api.url + "/v1/embeddings", json={"input": "while the model talks"}, timeout=60)
+        waited = time.monotonic() - started
+    assert response.status_code == 200 and waited < 1.0, waited
