@@ -105,6 +105,8 @@ class ChatService:
         """Retrieve (if a collection is named), fit the prompt into the context, tokenize it."""
         model = await self._model(request.model)
         engine = model.engine
+        if not engine.has_template:
+            raise InvalidRequest(f"The model '{engine.name}' has no chat template, so it cannot chat.", "model")
         context = engine.context_length
         if request.sampling.max_tokens is not None and request.sampling.max_tokens >= context:
             raise InvalidRequest(f"'max_tokens' must be below this model's context length ({context}).", "max_tokens")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -188,3 +189,13 @@ def test_chat_command_streams_and_prints_sources(settings, tiny_chat: str, engin
     assert done.stdout.splitlines()[-1].startswith("[1] mem://note (chunk 0, score ")
     missing = subprocess.run([*args, "--collection", "nope"], env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_model_without_chat_template_is_a_clear_400(chat_api, model_store, tiny_chat: str, tmp_path) -> None:
+    folder = tmp_path / "no-template"
+    shutil.copytree(model_store.path(tiny_chat), folder)
+    (folder / "manifest.json").unlink()
+    (folder / "chat_template.jinja").unlink()
+    model_store.pull_local("tiny-no-template", folder)
+    response = _chat(chat_api, model="tiny-no-template", max_tokens=2)
+    assert response.status_code == 400 and "no chat template" in response.json()["error"]["message"]
