@@ -49,6 +49,9 @@ def load(engine: Engine, name: str, vectors: np.ndarray) -> tuple[store.Collecti
             rows = (store.ChunkRow(j, "", f"{i}-{j}", 1, v) for j, v in enumerate(part))
             store.write_chunks(conn, col, doc_id, rows)
         store.create_index(conn, col)
+    with engine.begin() as conn:  # fresh statistics, as after any bulk load: else the planner may scan
+        conn.exec_driver_sql("ANALYZE chunks")
+        conn.exec_driver_sql("ANALYZE documents")
     return col, {doc_id: i for i, doc_id in enumerate(ids)}, time.perf_counter() - started
 
 
@@ -102,6 +105,7 @@ def main() -> None:
     masked = np.where(buckets == bucket, scores, -np.inf)
     truth_filtered = [set(np.argsort(-row)[:10].tolist()) for row in masked]
 
+    run(engine, col, position, queries[:20], truth[:20], 100, None)  # warm the index into memory
     results = []
     for ef in (int(x) for x in args.ef.split(",")):
         plain, recall = run(engine, col, position, queries, truth, ef, None)
@@ -117,7 +121,8 @@ def main() -> None:
         }
         print(json.dumps(row))
         results.append(row)
-    chosen = next((r for r in results if r["recall_at_10"] >= 0.95 and r["filtered_recall_at_10"] >= 0.95), results[-1])
+    good = [r for r in results if r["recall_at_10"] >= 0.95 and r["filtered_recall_at_10"] >= 0.95]
+    chosen = min(good, key=lambda r: r["p50_ms"]) if good else results[-1]
     with engine.begin() as conn:
         store.drop_collection(conn, name)
     print(json.dumps(chosen | {"chunks": count, "load_s": round(load_s, 1), "queries": args.queries}))

