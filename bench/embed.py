@@ -27,7 +27,7 @@ from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine, pad_batch, providers, session_options
 from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore
 
-INT8_MODEL, FP32_MODEL = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32"
+INT8_MODEL, FP32_MODEL = "all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2"
 SHAPES = [(16, 64), (32, 64), (64, 32), (128, 16), (256, 16)]  # (seq_len, batch)
 # MiniLM-L6 shape (config.json of all-MiniLM-L6-v2)
 HIDDEN, LAYERS, INTERMEDIATE = 384, 6, 1536

