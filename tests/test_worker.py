@@ -142,6 +142,9 @@ def test_corpus_is_embedded_and_reingest_embeds_only_changes(
     assert outcomes and int(outcomes[-1][0]) == 1  # the one changed chunk, not the whole document
 
 
+FAULT_DOCUMENTS = 1000
+
+
 @pytest.fixture
 def mid_ingest(
     settings: Settings,
@@ -149,52 +152,60 @@ def mid_ingest(
     endpoints: services.Endpoints,
     start_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
-) -> Callable[[str], tuple[WorkerProcess, int]]:
-    """Start a worker and ingest 160 documents of ~250 tokens; return once 16 are done, so a fault lands mid-way."""
+) -> Callable[[str], tuple[list[WorkerProcess], int]]:
+    """Two worker processes (one ONNX thread each) and 1,000 documents of ~250 tokens; returns once
+    50 are done, so the fault lands mid-way."""
 
-    def run(name: str) -> tuple[WorkerProcess, int]:
-        total = _long_corpus(tmp_path / name, 160)
-        worker = start_worker()
+    def run(name: str) -> tuple[list[WorkerProcess], int]:
+        total = _long_corpus(tmp_path / name, FAULT_DOCUMENTS)
+        workers = [start_worker(ONNXVEC_THREADS="1"), start_worker(ONNXVEC_THREADS="1")]
         _ingest(settings, engine, endpoints, tmp_path / name, name)
-        _wait_until(engine, name, lambda s: s["done"] >= 16)
-        return worker, total
+        _wait_until(engine, name, lambda s: s["done"] >= 50)
+        return workers, total
 
     return run
 
 
-def _finishes_exactly_once(engine: Engine, name: str, total: int) -> None:
+def _finishes_exactly_once(engine: Engine, name: str, total: int, fault: str, started: float) -> None:
     with engine.connect() as conn:
         assert documents.counts(conn, store.get_collection(conn, name))["documents"]["done"] < total  # mid-ingest
     _wait_until(engine, name, _all_finished)
     _assert_exactly_once(engine, name, total)
+    with engine.connect() as conn:
+        chunks = documents.counts(conn, store.get_collection(conn, name))["chunks"]
+    figures = {"fault": fault, "documents": total, "chunks": chunks, "lost": 0, "duplicate_chunks": 0}
+    print(json.dumps(figures | {"seconds_from_fault": round(time.monotonic() - started, 1)}))
 
 
 def test_kill_9_worker_mid_ingest_then_another_finishes(
     engine: Engine, start_worker: Callable[..., WorkerProcess], mid_ingest
 ) -> None:
-    first, total = mid_ingest("kill")
+    (first, _), total = mid_ingest("kill")
+    started = time.monotonic()
     first.kill()  # SIGKILL to the whole worker: a claimed batch is left mid-flight
-    start_worker()
-    _finishes_exactly_once(engine, "kill", total)
+    start_worker(ONNXVEC_THREADS="1")
+    _finishes_exactly_once(engine, "kill", total, "kill -9 of one of two workers", started)
 
 
 def test_flushall_mid_ingest_the_reconciler_finishes(engine: Engine, endpoints: services.Endpoints, mid_ingest) -> None:
     _, total = mid_ingest("flush")
+    started = time.monotonic()
     redis.Redis.from_url(endpoints.redis_url).flushall()
-    _finishes_exactly_once(engine, "flush", total)
+    _finishes_exactly_once(engine, "flush", total, "redis FLUSHALL", started)
 
 
 def test_postgres_restart_mid_ingest_the_worker_retries(
     settings: Settings, engine: Engine, endpoints: services.Endpoints, mid_ingest
 ) -> None:
-    worker, total = mid_ingest("pg")
+    workers, total = mid_ingest("pg")
+    started = time.monotonic()
     assert services.stop_postgres(settings)
-    deadline = time.monotonic() + 60  # down until the worker has met the outage and scheduled a retry
-    while "transient error" not in worker.log.read_text():
-        assert time.monotonic() < deadline, worker.log.read_text()[-3000:]
+    deadline = time.monotonic() + 60  # down until a worker has met the outage and scheduled a retry
+    while not any("transient error" in w.log.read_text() for w in workers):
+        assert time.monotonic() < deadline, workers[0].log.read_text()[-3000:]
         time.sleep(0.2)
     assert services.start_postgres(settings) == endpoints.database_url
-    _finishes_exactly_once(engine, "pg", total)
+    _finishes_exactly_once(engine, "pg", total, "postgres stop + start", started)
 
 
 def test_bad_files_fail_clearly_and_the_rest_is_embedded(
