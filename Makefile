@@ -27,10 +27,13 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 bench: model
+	$(BIN)/python -m pip install --quiet -e '.[dev,build,bench]'
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/peers.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/chat.py
+	$(BIN)/python bench/search.py
 
 clean:
 	-$(BIN)/onnxvec services stop
