@@ -55,8 +55,15 @@ def test_each_vector_is_its_own_nearest_neighbour(engine: Engine, embedder: Embe
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
 def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str) -> None:
+    """With its rows counted (ANALYZE), a collection's top-k goes through its own HNSW index. (An
+    almost empty collection is rightly served by the collection_id btree and a sort instead.)"""
+    vectors = np.random.default_rng(1).normal(size=(3000, 4)).astype(np.float32)
     with engine.begin() as conn:
         col = store.create_collection(conn, f"plan_{metric}", "m", 4, metric)
+        (doc,) = documents.register(conn, col, [SourceDocument("p", "mem://p", "plan", {})]).queued
+        store.write_chunks(conn, col, doc, (store.ChunkRow(i, "", str(i), 1, v) for i, v in enumerate(vectors)))
+    with engine.begin() as conn:
+        conn.execute(text("ANALYZE chunks"))
         opclass = conn.execute(
             text(
                 "SELECT opc.opcname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
