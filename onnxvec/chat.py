@@ -86,9 +86,6 @@ class ChatService:
             raise InvalidRequest(f"The model '{manifest.name}' is an {manifest.kind} model, not a chat model.", "model")
         return manifest
 
-    def loaded(self, name: str) -> bool:
-        return name in self._models
-
     async def load(self, name: str | None = None) -> None:
         """Load a chat model now (the default when None), so its first request does not wait for it."""
         await self._model(name)
