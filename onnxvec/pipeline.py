@@ -20,7 +20,7 @@ from onnxvec import documents, store
 from onnxvec.chunk import Chunk, chunk_text
 from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine
-from onnxvec.modelstore import ModelStore
+from onnxvec.modelstore import ModelNotFound, ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +65,21 @@ class Pipeline:
         for doc in claimed:
             by_collection[doc.collection_id].append(doc)
         for collection_id, docs in by_collection.items():
-            self._process_collection(self.collection(collection_id), docs, outcome)
+            collection = self.collection(collection_id)
+            try:
+                engine = self.embedder(collection.model)
+            except ModelNotFound as exc:  # permanent for this collection; documents of others in the batch go on
+                with self.db.begin() as conn:
+                    for doc in docs:
+                        documents.fail(conn, self.owner, doc.id, f"embedding model unavailable: {exc}")
+                outcome.failed += len(docs)
+                continue
+            self._process_collection(collection, engine, docs, outcome)
         return outcome
 
-    def _process_collection(self, collection: store.Collection, docs: list[documents.Claimed], out: Outcome) -> None:
-        engine = self.embedder(collection.model)
+    def _process_collection(
+        self, collection: store.Collection, engine: EmbeddingEngine, docs: list[documents.Claimed], out: Outcome
+    ) -> None:
         chunked: dict[int, list[Chunk]] = {}
         errors: dict[int, str] = {}
         for doc in docs:

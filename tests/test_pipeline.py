@@ -117,3 +117,16 @@ def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine
             .all()
         )
     assert [name.rsplit("/", 1)[1] for name in left] == ["keep.txt"]
+
+
+def test_a_collection_whose_model_is_missing_fails_alone(settings: Settings, engine: Engine, embedder) -> None:
+    good = _collection(engine, "model-ok")
+    with engine.begin() as conn:
+        bad = store.create_collection(conn, "model-missing", "no-such-model", 384, "cosine")
+    ids = _register(engine, bad, [_doc("x", PARAS[1])]).queued + _register(engine, good, [_doc("y", PARAS[2])]).queued
+    outcome = Pipeline(settings, engine).process(ids)  # one task holding both, as the reconciler may send
+    assert (outcome.done, outcome.failed) == (1, 1)
+    with engine.connect() as conn:
+        (failure,) = documents.failures(conn, bad)
+        assert "embedding model unavailable" in failure["error"] and "no-such-model" in failure["error"]
+        assert documents.counts(conn, good)["documents"]["done"] == 1
