@@ -3,8 +3,10 @@ client, a client leaving mid-stream, and the queue limit."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
 
 import httpx
 import openai
@@ -88,26 +90,28 @@ def test_disconnect_mid_stream_stops_the_generation(smol_api) -> None:
         time.sleep(0.05)
 
 
-def test_queue_limit_is_429(start_api, smol_api) -> None:
-    server = start_api(max_queued_chats=0)
-    story = [{"role": "user", "content": "Write a long story."}]
+@contextlib.contextmanager
+def _generating(api) -> Iterator[None]:
+    """Inside: a 300-token streamed story is being generated (its first chunks have arrived)."""
+    story = [{"role": "user", "content": "Write a long story about the sea."}]
     body = {"messages": story, "max_tokens": 300, "min_tokens": 300, "stream": True}
-    with httpx.stream("POST", server.url + URL, json=body, timeout=60) as busy:
+    with httpx.stream("POST", api.url + URL, json=body, timeout=60) as busy:
         lines = busy.iter_lines()
         for _ in range(4):
             next(lines)
-        refused = httpx.post(server.url + URL, json={"messages": story, "max_tokens": 2}, timeout=60)
+        yield
+
+
+def test_queue_limit_is_429(start_api, smol_api) -> None:
+    server = start_api(max_queued_chats=0)
+    with _generating(server):
+        refused = httpx.post(server.url + URL, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
     assert refused.status_code == 429 and refused.headers["retry-after"] == "1", refused.text
     assert refused.json()["error"]["type"] == "rate_limit_error"
 
 
 def test_generation_does_not_block_embeddings(smol_api) -> None:
-    story = [{"role": "user", "content": "Write a long story about the sea."}]
-    body = {"messages": story, "max_tokens": 300, "min_tokens": 300, "stream": True}
-    with httpx.stream("POST", smol_api.url + URL, json=body, timeout=60) as busy:
-        lines = busy.iter_lines()
-        for _ in range(4):
-            next(lines)
+    with _generating(smol_api):
         assert smol_api.app.state.chat._models["SmolLM2-135M-Instruct"].turn.locked()  # generating now
         started = time.monotonic()
         response = httpx.post(smol_api.url + "/v1/embeddings", json={"input": "while the model talks"}, timeout=60)

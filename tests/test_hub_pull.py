@@ -144,6 +144,18 @@ def _point_hub_at(endpoint: str, hf_home: Path, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setattr(constants, name, value, raising=False)
 
 
+def _serve(files: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    """Serve `files` as one hub repo on loopback, with huggingface_hub pointed at it, until the test ends."""
+    server = FakeHub(files)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    _point_hub_at(f"http://127.0.0.1:{server.server_port}", tmp_path / "hf-home", monkeypatch)
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
 @pytest.fixture
 def hub(model_store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
     """The default model laid out as a sentence-transformers hub repo, served until the test ends."""
@@ -158,14 +170,7 @@ def hub(model_store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         "README.md": b"# minilm-onnx\n",
         "pytorch_model.bin": b"not a real checkpoint\0" * 64,
     }
-    server = FakeHub(files)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    _point_hub_at(f"http://127.0.0.1:{server.server_port}", tmp_path / "hf-home", monkeypatch)
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    yield from _serve(files, tmp_path, monkeypatch)
 
 
 def test_pull_hub_with_include_patterns(
@@ -226,14 +231,7 @@ def chat_hub(
     files = {f"{PHI_LIKE}/{p.name}": p.read_bytes() for p in src.iterdir() if p.name != "manifest.json"}
     files["cuda/cuda-fp16/genai_config.json"] = b"{}"  # another variant, not wanted
     files["README.md"] = b"# tiny chat\n"
-    server = FakeHub(files)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    _point_hub_at(f"http://127.0.0.1:{server.server_port}", tmp_path / "hf-home", monkeypatch)
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    yield from _serve(files, tmp_path, monkeypatch)
 
 
 def test_pull_a_chat_model_from_the_hub(chat_hub: FakeHub, tmp_path: Path) -> None:
