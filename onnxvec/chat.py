@@ -64,8 +64,9 @@ class Prepared:
 class _Model:
     """A loaded chat model with its generation thread and its fair (FIFO) turn."""
 
-    def __init__(self, engine: ChatEngine) -> None:
+    def __init__(self, engine: ChatEngine, manifest: ModelManifest) -> None:
         self.engine = engine
+        self.manifest = manifest
         self.turn = asyncio.Semaphore(1)  # asyncio wakes waiters in arrival order
         self.waiting = 0
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{engine.name}")
@@ -81,7 +82,10 @@ class ChatService:
         self._lock = asyncio.Lock()
 
     def manifest(self, name: str | None) -> ModelManifest:
-        manifest = self.store.get(name or self.settings.chat_model)
+        name = name or self.settings.chat_model
+        if name in self._models:  # loaded: no disk read on the request path
+            return self._models[name].manifest
+        manifest = self.store.get(name)
         if manifest.kind != "chat":
             raise InvalidRequest(f"The model '{manifest.name}' is an {manifest.kind} model, not a chat model.", "model")
         return manifest
@@ -92,10 +96,12 @@ class ChatService:
 
     async def _model(self, name: str | None) -> _Model:
         manifest = self.manifest(name)
+        if manifest.name in self._models:  # the request path: no lock once loaded
+            return self._models[manifest.name]
         async with self._lock:
             if manifest.name not in self._models:
                 engine = await asyncio.to_thread(ChatEngine, self.store.path(manifest.name), manifest.name)
-                self._models[manifest.name] = _Model(engine)
+                self._models[manifest.name] = _Model(engine, manifest)
         return self._models[manifest.name]
 
     async def prepare(self, request: ChatRequest) -> Prepared:
