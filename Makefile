@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export ONNXVEC_HOME ?= $(CURDIR)/.onnxvec
 
-.PHONY: up test install model lint bench clean
+.PHONY: up test install model lint bench clean compose-plugin
 
 $(BIN)/onnxvec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,27 @@ model: install
 up: model
 	$(BIN)/onnxvec up
 
-test: install
+test: install compose-plugin
 	$(BIN)/pytest
+
+# `make test` runs `docker compose config` wherever the docker client is. Where its compose plugin is
+# missing, Debian's build of the plugin (sha256 from Debian's signed package index) goes into .tools/.
+ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+COMPOSE_DEB := docker-compose_2.26.1-4_$(ARCH).deb
+COMPOSE_SHA256_amd64 := 47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea
+COMPOSE_SHA256_arm64 := bbafaa666f3e7fa00ad36f2a8bab889f1c791ca8743d674e7267a3d07203869c
+
+compose-plugin:
+	@if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory .tools/cli-plugins/docker-compose; fi
+
+.tools/cli-plugins/docker-compose:
+	mkdir -p .tools/deb
+	curl -fsSL -o .tools/$(COMPOSE_DEB) http://deb.debian.org/debian/pool/main/d/docker-compose/$(COMPOSE_DEB)
+	echo "$(COMPOSE_SHA256_$(ARCH))  .tools/$(COMPOSE_DEB)" | sha256sum -c --quiet -
+	dpkg-deb -x .tools/$(COMPOSE_DEB) .tools/deb
+	mkdir -p $(@D) && mv .tools/deb/usr/libexec/docker/cli-plugins/docker-compose $@
+	rm -rf .tools/deb .tools/$(COMPOSE_DEB)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -37,4 +56,4 @@ bench: model
 
 clean:
 	-$(BIN)/onnxvec services stop
-	rm -rf $(VENV) .onnxvec
+	rm -rf $(VENV) .onnxvec .tools
