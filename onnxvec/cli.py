@@ -165,13 +165,19 @@ def models_convert(
         Path, typer.Argument(help="a Hugging Face encoder folder (config.json, weights, tokenizer.json)")
     ],
     name: Annotated[str, typer.Option(help="name in the model store")],
-    int8: Annotated[bool, typer.Option(help="quantize the weights to int8 (dynamic)")] = False,
+    int8: Annotated[
+        str | None,
+        typer.Option(help="int8 weights: mixed (FFN down projections stay float; accurate) | all (fastest)"),
+    ] = None,
     optimize: Annotated[bool, typer.Option(help="apply ONNX Runtime's transformer fusions")] = False,
 ) -> None:
     """Export an encoder to ONNX for embeddings (needs the build extra)."""
     from onnxvec.build import convert_encoder
 
-    manifest = convert_encoder(ModelStore(get_settings().models_dir), name, folder, int8=int8, optimize=optimize)
+    if int8 not in (None, "mixed", "all"):
+        raise _fail(f"--int8 must be mixed or all, not {int8!r}")
+    store = ModelStore(get_settings().models_dir)
+    manifest = convert_encoder(store, name, folder, int8=int8, optimize=optimize)  # type: ignore[arg-type]
     typer.echo(f"{manifest.name}: embedding, {manifest.dims} dims, pooling {manifest.pooling}")
 
 

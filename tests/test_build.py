@@ -68,19 +68,30 @@ def test_convert_matches_pytorch(encoder_folder: Path, settings: Settings, tmp_p
 
 
 def test_convert_command_with_fusions_and_int8(encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
+    import onnx
+
     home = tmp_path / "home"
     env = {**os.environ, "ONNXVEC_HOME": str(home)}
     command = [sys.executable, "-m", "onnxvec", "models", "convert", str(encoder_folder), "--name", "bert-q"]
-    done = subprocess.run([*command, "--int8", "--optimize"], env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*command, "--int8", "mixed", "--optimize"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "bert-q: embedding, 32 dims, pooling mean" in done.stdout
     store = ModelStore(home / "models")
     manifest = store.get("bert-q")
-    assert manifest.source["int8"] and manifest.source["optimize"]
+    assert manifest.source["int8"] == "mixed" and manifest.source["optimize"]
+    graph = onnx.load(str(store.path("bert-q") / "model.onnx")).graph
+    floats = {i.name: list(i.dims) for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    float_matmuls = [floats.get(n.input[1]) for n in graph.node if n.op_type == "MatMul" and n.input[1] in floats]
+    assert float_matmuls == [[64, 32], [64, 32]]  # the FFN down projections stay float, one per layer
+    assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
     engine = EmbeddingEngine(manifest, store, settings)
     reference = _torch_embeddings(encoder_folder, engine)
     cosines = (engine.embed(SENTENCES).vectors * reference).sum(axis=1)
     assert cosines.min() > 0.95, cosines  # int8 weights: close to, not equal to, fp32
+    wrong = subprocess.run([*command, "--int8", "half"], env=env, capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1 and "--int8 must be mixed or all" in wrong.stderr
     missing = subprocess.run([*command[:5], str(tmp_path), "--name", "x"], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "config.json and tokenizer.json" in missing.stderr
 
