@@ -73,8 +73,12 @@ def register(conn: Connection, collection: Collection, docs: Sequence[SourceDocu
     return Registered(queued, failed, len(docs) - len(queued) - failed)
 
 
-def mark_enqueued(conn: Connection, ids: Sequence[int]) -> None:
-    conn.execute(text("UPDATE documents SET enqueued_at = now() WHERE id = ANY(:ids)"), {"ids": list(ids)})
+def mark_enqueued(conn: Connection, ids: Sequence[int], *, enqueued: bool = True) -> None:
+    """Record that ids were sent to the queue now (or, `enqueued=False`, that sending them failed)."""
+    conn.execute(
+        text("UPDATE documents SET enqueued_at = CASE WHEN :on THEN now() END WHERE id = ANY(:ids)"),
+        {"ids": list(ids), "on": enqueued},
+    )
 
 
 def claim(conn: Connection, ids: Sequence[int], owner: str, lease_seconds: float) -> list[Claimed]:

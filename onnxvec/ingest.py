@@ -92,10 +92,21 @@ def ingest(
 
 
 def dispatch(db: Engine, app: Celery, ids: Sequence[int], per_task: int) -> None:
-    """Queue document ids and record when, so the reconciler can tell queued work from lost work."""
-    queue.enqueue(app, ids, per_task)
+    """Queue document ids and record when, so the reconciler can tell queued work from lost work.
+
+    The time is committed before the messages go out: a worker that takes a message at once must not
+    meet this UPDATE's row locks, or its claim (SKIP LOCKED) passes those documents over and they wait
+    for the reconciler (seen in bench/ingest.py: 32 documents stalled 10 minutes). If sending fails,
+    the mark is undone so the reconciler takes them on its next round.
+    """
     with db.begin() as conn:
         documents.mark_enqueued(conn, ids)
+    try:
+        queue.enqueue(app, ids, per_task)
+    except Exception:
+        with db.begin() as conn:
+            documents.mark_enqueued(conn, ids, enqueued=False)
+        raise
 
 
 def _register(

@@ -130,3 +130,42 @@ def test_a_collection_whose_model_is_missing_fails_alone(settings: Settings, eng
         (failure,) = documents.failures(conn, bad)
         assert "embedding model unavailable" in failure["error"] and "no-such-model" in failure["error"]
         assert documents.counts(conn, good)["documents"]["done"] == 1
+
+
+class _Broker:
+    """Stands in for Celery's send_task only: a worker that takes each message the moment it is sent."""
+
+    def __init__(self, engine: Engine, fail: bool = False) -> None:
+        self.engine, self.fail, self.claimed = engine, fail, []
+
+    def send_task(self, name: str, args: list) -> None:
+        if self.fail:
+            raise ConnectionError("broker unreachable")
+        ids = args[0]
+        with self.engine.begin() as conn:
+            marked = conn.execute(
+                text("SELECT count(*) FROM documents WHERE id = ANY(:ids) AND enqueued_at IS NOT NULL"), {"ids": ids}
+            ).scalar()
+            assert marked == len(ids)  # committed before the message exists: no row locks left to skip
+            self.claimed += [c.id for c in documents.claim(conn, ids, "fast-worker", 60)]
+
+
+def test_a_worker_taking_a_message_at_once_can_claim_all_its_documents(settings: Settings, engine: Engine) -> None:
+    col = _collection(engine, "dispatch-order")
+    ids = _register(engine, col, [_doc(f"order-{i}", f"Text number {i}.") for i in range(5)]).queued
+    broker = _Broker(engine)
+    ingest.dispatch(engine, broker, ids, per_task=2)
+    assert sorted(broker.claimed) == sorted(ids)
+
+
+def test_a_failed_send_leaves_documents_to_the_next_reconcile(settings: Settings, engine: Engine) -> None:
+    col = _collection(engine, "dispatch-fail")
+    ids = _register(engine, col, [_doc(f"fail-{i}", f"Other text {i}.") for i in range(3)]).queued
+    try:
+        ingest.dispatch(engine, _Broker(engine, fail=True), ids, per_task=2)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the send error must reach the caller")
+    with engine.begin() as conn:
+        assert set(ids) <= set(documents.stale(conn, requeue_after=600))
