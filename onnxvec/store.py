@@ -23,6 +23,10 @@ Metric = Literal["cosine", "l2", "ip"]
 OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 OPERATOR: dict[str, str] = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
 MAX_K = 1000  # pgvector's largest hnsw.ef_search
+# up to this many chunks a collection is searched exactly: a scan of a few thousand vectors takes a few
+# ms, while HNSW on small, near-duplicate collections missed the true top-1 at ef_search 100
+# (tests/test_worker.py: 400 chunks from six 8-word vocabularies; ef_search 200 found it)
+EXACT_SEARCH_MAX_CHUNKS = 5000
 
 
 class StoreError(Exception):
@@ -228,6 +232,12 @@ def search(
     vector_connection(conn)  # the query vector is bound as a pgvector value
     conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), MAX_K)}"))
     conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    small = conn.execute(
+        text("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE collection_id = :c LIMIT :n) s"),
+        {"c": collection.id, "n": EXACT_SEARCH_MAX_CHUNKS + 1},
+    ).scalar_one()
+    # exact for small collections (the HNSW index is an index scan); on again for the next search here
+    conn.execute(text(f"SET LOCAL enable_indexscan = {'off' if small <= EXACT_SEARCH_MAX_CHUNKS else 'on'}"))
     distance = f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
     where = f"c.collection_id = {int(collection.id)}"
     params: dict[str, Any] = {"q": vector, "k": int(k)}

@@ -15,8 +15,10 @@ SEEDS = [
     "A vehicle raced along the freeway, moving very fast.",
     "The child was playing in the park with a ball.",
 ]
-# design.md: int8 all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child
+# design.md: all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child
 FP32_REFERENCE = [0.7633, 0.0471, 0.1324]  # sentence-transformers in PyTorch
+# the default's int8 weights move these by up to 0.006 (measured); fp32 matches PyTorch to 1e-5 (test_build.py)
+INT8_TOLERANCE = 0.01
 
 MIXED = SEEDS + [
     "short",
@@ -32,7 +34,7 @@ MIXED = SEEDS + [
 def test_seed_cosines_match_reference(embedder: EmbeddingEngine) -> None:
     v = embedder.embed(SEEDS).vectors
     got = [v[0] @ v[1], v[0] @ v[2], v[1] @ v[2]]
-    assert got == pytest.approx(FP32_REFERENCE, abs=0.001)
+    assert got == pytest.approx(FP32_REFERENCE, abs=INT8_TOLERANCE)
     assert np.linalg.norm(v, axis=1) == pytest.approx(1.0, abs=1e-5)
 
 
