@@ -11,9 +11,12 @@ changes nothing, and per-token scales keep more precision than one per batch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:  # onnx comes with the build extra; serving never imports this module
+    import onnx
 
 # "all": every weight MatMul; "mixed": the FFN down projections (weights taller than wide, inputs with
 # GELU's outliers) stay float
@@ -67,7 +70,7 @@ def quantize_encoder(model: Path, scope: Int8) -> None:
     onnx.save(proto, str(model))
 
 
-def _quantizable(weight, scope: Int8) -> bool:  # noqa: ANN001 (an onnx TensorProto)
+def _quantizable(weight: onnx.TensorProto, scope: Int8) -> bool:
     import onnx
 
     if len(weight.dims) != 2 or weight.data_type != onnx.TensorProto.FLOAT:
@@ -75,7 +78,7 @@ def _quantizable(weight, scope: Int8) -> bool:  # noqa: ANN001 (an onnx TensorPr
     return scope == "all" or weight.dims[0] <= weight.dims[1]
 
 
-def _constants(opset: int) -> list:
+def _constants(opset: int) -> list[onnx.TensorProto]:
     from onnx import numpy_helper
 
     values = {"int8/127": np.float32(127), "int8/eps": np.float32(1e-12), "int8/128": np.float32(128)}
@@ -86,7 +89,7 @@ def _constants(opset: int) -> list:
     return tensors
 
 
-def _quantize_rows(x: str, quantized: str, scale: str, opset: int) -> list:
+def _quantize_rows(x: str, quantized: str, scale: str, opset: int) -> list[onnx.NodeProto]:
     """Nodes for: scale = max(|x| over the last axis) / 127; quantized = uint8(round(x / scale) + 128)."""
     from onnx import TensorProto, helper
 
