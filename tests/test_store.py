@@ -119,3 +119,24 @@ def test_drop_collection_removes_index_and_rows(engine: Engine, embedder: Embedd
         store.drop_collection(conn, "doomed")
         assert conn.execute(text("SELECT count(*) FROM chunks WHERE collection_id = :c"), {"c": col.id}).scalar() == 0
         assert conn.execute(text("SELECT to_regclass(:n)"), {"n": col.index_name}).scalar() is None
+
+
+def test_a_small_collection_is_searched_exactly(engine: Engine) -> None:
+    """Up to EXACT_SEARCH_MAX_CHUNKS the top-k is the exact one (numpy's), whatever HNSW would find."""
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(4, 16))
+    vectors = (centres[rng.integers(0, 4, 2000)] + rng.normal(scale=0.05, size=(2000, 16))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "exact_small", "m", 16, "cosine")
+        (doc,) = documents.register(conn, col, [SourceDocument("e", "mem://e", "exact", {})]).queued
+        store.write_chunks(conn, col, doc, (store.ChunkRow(i, "", str(i), 1, v) for i, v in enumerate(vectors)))
+    queries = rng.normal(size=(20, 16)).astype(np.float32)
+    with engine.begin() as conn:
+        for query in queries:
+            hits = store.search(conn, col, query, k=10, ef_search=10)
+            expected = np.argsort(-(vectors @ (query / np.linalg.norm(query))), kind="stable")[:10]
+            assert [h.distance for h in hits] == pytest.approx(
+                list(1 - vectors[expected] @ (query / np.linalg.norm(query))), abs=1e-5
+            )
+        store.drop_collection(conn, col.name)
