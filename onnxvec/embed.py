@@ -89,7 +89,7 @@ class EmbeddingEngine:
         self.max_batch_size = settings.max_batch_size
         self.tokenizer = TextTokenizer(folder / manifest.tokenizer_file, manifest.max_seq_length or 512)
         self.session = ort.InferenceSession(
-            str(folder / manifest.onnx_file),
+            str(folder / str(manifest.runnable_onnx_file())),
             session_options(settings.threads),
             providers=providers(settings.provider),
         )

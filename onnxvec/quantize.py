@@ -6,6 +6,13 @@ an embedding service cannot have. Here every MatMul with a 2-D float weight beco
 of its input (max |x| / 127), the row rounded to uint8 around 128, MatMulInteger against int8 weights
 with a scale per output column, and the int32 result scaled back. Rows never meet, so batching
 changes nothing, and per-token scales keep more precision than one per batch.
+
+A few input channels of a transformer's activations are far larger than the rest, and a per-token
+scale must cover them, so the other channels lose precision. `smooth_encoder` (SmoothQuant) moves
+part of that range into the weights: x / s and s * W, with s from calibration maxima. Fixed numbers,
+so still batch-invariant. Weights come as int8 (u8 x s8 kernels) or as uint8 around 128 (u8 x u8):
+without VNNI, ONNX Runtime's u8 x s8 kernel adds pairs of products in int16, which saturates; u8 x u8
+does not (onnxvec/precision.py measures which one a CPU can use).
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ if TYPE_CHECKING:  # onnx comes with the build extra; serving never imports this
 # "all": every weight MatMul; "mixed": the FFN down projections (weights taller than wide, inputs with
 # GELU's outliers) stay float
 Int8 = Literal["mixed", "all"]
+WeightType = Literal["s8", "u8"]
+SMOOTHING = 0.7  # SmoothQuant's alpha; 0.5 and 0.7 measured on all-MiniLM-L6-v2, 0.7 closer to fp32
 
 
-def quantize_encoder(model: Path, scope: Int8) -> None:
-    """Rewrite `model` in place with per-token int8 MatMuls (see the module docstring)."""
+def quantize_encoder(model: Path, scope: Int8, *, weight_type: WeightType = "s8", out: Path | None = None) -> None:
+    """Rewrite `model` (in place, or into `out`) with per-token int8 MatMuls (see the module docstring)."""
     import onnx
 
     proto = onnx.load(str(model))
@@ -46,16 +55,19 @@ def quantize_encoder(model: Path, scope: Int8) -> None:
         quantized, scale = rows[node.input[0]]
         w = onnx.numpy_helper.to_array(weight).astype(np.float32)
         column_scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127
+        levels = np.round(w / column_scale)
+        stored = levels.astype(np.int8) if weight_type == "s8" else (levels + 128).astype(np.uint8)
         graph.initializer.extend(
             [
-                onnx.numpy_helper.from_array(np.round(w / column_scale).astype(np.int8), f"{prefix}/weight"),
+                onnx.numpy_helper.from_array(stored, f"{prefix}/weight"),
                 onnx.numpy_helper.from_array(column_scale.astype(np.float32), f"{prefix}/column_scale"),
             ]
         )
+        zero_points = ["int8/zero"] + (["int8/zero"] if weight_type == "u8" else [])
         # column scale first, row scale last: ORT fuses Mul(Cast(MatMulInteger), a * b) into
         # MatMulIntegerToFloat, whose input scale must be per tensor, and a per-row one came out wrong
         nodes += [
-            onnx.helper.make_node("MatMulInteger", [quantized, f"{prefix}/weight", "int8/zero"], [f"{prefix}/i32"]),
+            onnx.helper.make_node("MatMulInteger", [quantized, f"{prefix}/weight", *zero_points], [f"{prefix}/i32"]),
             onnx.helper.make_node("Cast", [f"{prefix}/i32"], [f"{prefix}/f32"], to=onnx.TensorProto.FLOAT),
             onnx.helper.make_node("Mul", [f"{prefix}/f32", f"{prefix}/column_scale"], [f"{prefix}/columns"]),
             onnx.helper.make_node("Mul", [f"{prefix}/columns", scale], [node.output[0]]),
@@ -67,7 +79,56 @@ def quantize_encoder(model: Path, scope: Int8) -> None:
     del graph.initializer[:]
     graph.initializer.extend(kept)
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(model))
+    onnx.save(proto, str(out or model))
+
+
+def _weight_matmuls(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    weights = {init.name: init for init in graph.initializer}
+    return [
+        node
+        for node in graph.node
+        if node.op_type == "MatMul" and node.input[1] in weights and len(weights[node.input[1]].dims) == 2
+    ]
+
+
+def matmul_inputs(model: Path) -> list[str]:
+    """The activations that feed weight MatMuls: what `smooth_encoder` needs calibration maxima of."""
+    import onnx
+
+    return sorted({node.input[0] for node in _weight_matmuls(onnx.load(str(model)).graph)})
+
+
+def smooth_encoder(model: Path, out: Path, input_max: dict[str, np.ndarray], alpha: float = SMOOTHING) -> None:
+    """Write `model` with x / s before each weight MatMul and s * W in it, s = max|x|^a / max|W|^(1-a)
+    per input channel (SmoothQuant); `input_max` holds each MatMul input's per-channel max |x|."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(model))
+    graph = proto.graph
+    weights = {init.name: init for init in graph.initializer}
+    matmuls = _weight_matmuls(graph)
+    scales: dict[str, np.ndarray] = {}
+    for x in sorted({node.input[0] for node in matmuls}):
+        rows = [np.abs(numpy_helper.to_array(weights[n.input[1]])).max(axis=1) for n in matmuls if n.input[0] == x]
+        weight_max = np.maximum(np.max(rows, axis=0), 1e-5)
+        scales[x] = (np.maximum(input_max[x], 1e-5) ** alpha / weight_max ** (1 - alpha)).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(1 / scales[x], f"{x}/smooth"))
+    smoothing = {x: onnx.helper.make_node("Mul", [x, f"{x}/smooth"], [f"{x}/smoothed"]) for x in scales}
+    targets = {node.output[0] for node in matmuls}
+    nodes = []
+    for node in graph.node:
+        if node.output[0] in targets:
+            x = node.input[0]
+            if x in smoothing:
+                nodes.append(smoothing.pop(x))
+            scaled = numpy_helper.to_array(weights[node.input[1]]) * scales[x][:, None]
+            weights[node.input[1]].CopyFrom(numpy_helper.from_array(scaled.astype(np.float32), node.input[1]))
+            node.input[0] = f"{x}/smoothed"
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(proto, str(out))
 
 
 def _quantizable(weight: onnx.TensorProto, scope: Int8) -> bool:

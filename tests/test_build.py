@@ -91,7 +91,7 @@ def test_convert_command_with_fusions_and_int8(encoder_folder: Path, settings: S
     cosines = (engine.embed(SENTENCES).vectors * reference).sum(axis=1)
     assert cosines.min() > 0.95, cosines  # int8 weights: close to, not equal to, fp32
     wrong = subprocess.run([*command, "--int8", "half"], env=env, capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 1 and "--int8 must be mixed or all" in wrong.stderr
+    assert wrong.returncode == 1 and "--int8 must be auto, mixed or all" in wrong.stderr
     missing = subprocess.run([*command[:5], str(tmp_path), "--name", "x"], env=env, capture_output=True, text=True)
     assert missing.returncode == 1 and "config.json and tokenizer.json" in missing.stderr
 
