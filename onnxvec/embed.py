@@ -99,6 +99,7 @@ class EmbeddingEngine:
             raise ModelError(f"{manifest.name}: unsupported model inputs {sorted(unknown) or sorted(inputs)}")
         self._input_types = {name: _NUMPY_TYPES[i.type] for name, i in inputs.items()}
         self._output = self.session.get_outputs()[0].name
+        self._passage_prefix = self.tokenizer.content_ids(manifest.passage_prefix)
 
     @classmethod
     def load(cls, name: str, settings: Settings) -> EmbeddingEngine:
@@ -108,6 +109,16 @@ class EmbeddingEngine:
     @property
     def dims(self) -> int:
         return int(self.manifest.dims)  # type: ignore[arg-type]  (embedding_manifest checked it)
+
+    @property
+    def passage_tokens(self) -> int:
+        """Room for a stored passage's own tokens: the model's length less special tokens and passage prefix."""
+        return self.tokenizer.content_length - len(self._passage_prefix)
+
+    def passage_ids(self, token_ids: Sequence[int]) -> list[int]:
+        """A stored passage (a chunk's ids) as the model expects it: e5/bge-style models embed documents
+        with their passage prefix, as queries get theirs, or the two sides are not comparable."""
+        return self.tokenizer.with_special_tokens([*self._passage_prefix, *token_ids])
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         """Embed texts (truncated at the model's max length, flagged per input)."""

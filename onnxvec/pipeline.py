@@ -47,7 +47,7 @@ class Pipeline:
 
     def embedder(self, model: str) -> EmbeddingEngine:
         if model not in self._engines:
-            self._engines[model] = EmbeddingEngine(self._store.pull(model), self._store, self.settings)
+            self._engines[model] = EmbeddingEngine(self._store.get(model), self._store, self.settings)
         return self._engines[model]
 
     def collection(self, collection_id: int) -> store.Collection:
@@ -86,7 +86,12 @@ class Pipeline:
             if doc.content is None:
                 errors[doc.id] = doc.last_error or "document has no content"
             elif not (
-                chunks := chunk_text(doc.content, engine.tokenizer, collection.chunk_tokens, collection.chunk_overlap)
+                chunks := chunk_text(
+                    doc.content,
+                    engine.tokenizer,
+                    min(collection.chunk_tokens, engine.passage_tokens),
+                    collection.chunk_overlap,
+                )
             ):
                 errors[doc.id] = "empty text: nothing to embed"
             else:
@@ -103,10 +108,10 @@ class Pipeline:
         todo = [
             (doc_id, c) for doc_id, chunks in chunked.items() for c in chunks if (doc_id, c.content_hash) not in stored
         ]
-        result = engine.embed_ids([engine.tokenizer.with_special_tokens(c.token_ids) for _, c in todo])
+        result = engine.embed_ids([engine.passage_ids(c.token_ids) for _, c in todo])
         fresh = {(doc_id, c.ordinal): v for (doc_id, c), v in zip(todo, result.vectors, strict=True)}
         hashes = {doc.id: doc.content_hash for doc in docs}
-        special = engine.tokenizer.max_length - engine.tokenizer.content_length
+        special = engine.tokenizer.max_length - engine.passage_tokens  # special tokens and passage prefix
         results = {
             doc_id: (hashes[doc_id], [_row(doc_id, c, fresh, stored, special) for c in chunks])
             for doc_id, chunks in chunked.items()

@@ -62,6 +62,10 @@ class TextTokenizer:
             original_tokens=[len(e.ids) + special for e in encodings],
         )
 
+    def content_ids(self, text: str) -> list[int]:
+        """A text's ids without special tokens (e.g. a model's passage prefix, put before a chunk's ids)."""
+        return self._tok.encode(text, add_special_tokens=False).ids if text else []
+
     def spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids and character offsets of a whole text, without special tokens: what chunking cuts."""
         encoding = self._tok.encode(text, add_special_tokens=False)

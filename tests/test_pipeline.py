@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 from sqlalchemy import Engine, text
 
 from onnxvec import documents, ingest, queue, store
 from onnxvec.config import Settings
+from onnxvec.embed import EmbeddingEngine
 from onnxvec.load import SourceDocument
+from onnxvec.modelstore import ModelStore
 from onnxvec.pipeline import Pipeline
 
 PARAS = [
@@ -169,3 +172,29 @@ def test_a_failed_send_leaves_documents_to_the_next_reconcile(settings: Settings
         raise AssertionError("the send error must reach the caller")
     with engine.begin() as conn:
         assert set(ids) <= set(documents.stale(conn, requeue_after=600))
+
+
+def test_passages_get_the_models_passage_prefix(settings: Settings, engine: Engine, model_store: ModelStore) -> None:
+    """e5/bge-style models: stored chunks are embedded as "passage: ..." (queries get "query: ..."), and
+    the prefix takes its room from the chunk, so no chunk loses its end to truncation."""
+    model_store.pull_local(
+        "prefixed", model_store.path("all-MiniLM-L6-v2"), query_prefix="query: ", passage_prefix="passage: "
+    )
+    prefixed = EmbeddingEngine(model_store.get("prefixed"), model_store, settings)
+    with engine.begin() as conn:
+        col = store.create_collection(conn, "prefixed", "prefixed", 384, "cosine", chunk_tokens=256, chunk_overlap=0)
+    (doc_id,) = _register(engine, col, [_doc("long", " ".join(PARAS * 3))]).queued
+    assert Pipeline(settings, engine).process([doc_id]).done == 1
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT text, token_count, embedding FROM chunks WHERE document_id = :d ORDER BY ordinal"),
+            {"d": doc_id},
+        ).all()
+    assert len(rows) >= 2 and all(row.token_count <= 256 for row in rows)
+    assert max(row.token_count for row in rows) > 250  # full chunks: the prefix's tokens came out of the chunk
+    texts = [row.text for row in rows]
+    stored = np.stack([row.embedding.to_numpy() for row in rows])
+    with_prefix = prefixed.embed(["passage: " + t for t in texts])
+    assert not any(with_prefix.truncated)
+    np.testing.assert_allclose(stored, with_prefix.vectors, atol=1e-5)
+    assert np.abs(stored - prefixed.embed(texts).vectors).max() > 1e-2
