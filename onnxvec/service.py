@@ -13,9 +13,11 @@ import base64
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
+from onnxvec import openai_tokens
 from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine, l2_normalize
 from onnxvec.microbatch import BatchTiming, MicroBatcher
@@ -131,10 +133,11 @@ class EmbeddingService:
         batcher = await self.batcher(model)
         items = as_sequences(value)
         started = time.perf_counter()
+        tokenize = partial(self._tokenize, batcher.engine, items, prefix)
         if sum(map(len, items)) <= INLINE_TOKENIZE:
-            encoded = _tokenize(batcher.engine, items, prefix)
+            encoded = tokenize()
         else:  # long inputs tokenize on a thread (the tokenizer releases the GIL), keeping the loop free
-            encoded = await asyncio.to_thread(_tokenize, batcher.engine, items, prefix)
+            encoded = await asyncio.to_thread(tokenize)
         tokenize_ms = (time.perf_counter() - started) * 1000
         limit = batcher.engine.tokenizer.max_length
         if not truncate and any(encoded.truncated):
@@ -151,11 +154,14 @@ class EmbeddingService:
         for batcher in self._batchers.values():
             await batcher.close()
 
-
-def _tokenize(engine: EmbeddingEngine, items: Sequence[str] | Sequence[list[int]], prefix: str) -> Encoded:
-    if isinstance(items[0], str):
-        return engine.tokenizer.encode([prefix + text for text in items])  # type: ignore[operator]
-    try:
-        return engine.tokenizer.truncate_ids(items)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), "input") from exc
+    def _tokenize(self, engine: EmbeddingEngine, items: Sequence[str] | Sequence[list[int]], prefix: str) -> Encoded:
+        """Texts with the model's tokenizer; token ids as the client's encoding says (ONNXVEC_TOKEN_IDS)."""
+        if isinstance(items[0], str):
+            return engine.tokenizer.encode([prefix + text for text in items])  # type: ignore[operator]
+        try:
+            if self.settings.token_ids == "cl100k_base":
+                texts = openai_tokens.decode(items, self.store.openai_encoding_dir)  # type: ignore[arg-type]
+                return engine.tokenizer.encode([prefix + text for text in texts])
+            return engine.tokenizer.truncate_ids(items)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), "input") from exc

@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from onnxvec.embed import EmbeddingEngine, l2_normalize
+from onnxvec.modelstore import ModelStore
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -54,14 +55,64 @@ def test_float_list_and_default_model(client: openai.OpenAI, embedder: Embedding
     np.testing.assert_allclose(_vectors(response), embedder.embed(TEXTS).vectors, atol=1e-6)
 
 
-def test_token_id_inputs(client: openai.OpenAI, embedder: EmbeddingEngine) -> None:
+def _cl100k(model_store: ModelStore, monkeypatch: pytest.MonkeyPatch):
+    """tiktoken's cl100k_base as OpenAI clients use it, from the copy the model store fetched (offline)."""
+    import tiktoken
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(model_store.openai_encoding_dir))
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def test_token_ids_are_read_as_openai_encoding(
+    client: openai.OpenAI, embedder: EmbeddingEngine, model_store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenAI clients send cl100k_base ids: they are decoded and embedded as the text, [CLS]/[SEP] included."""
+    ids = _cl100k(model_store, monkeypatch).encode_batch(TEXTS[:2])
+    one = client.embeddings.create(input=ids[0], model="all-MiniLM-L6-v2", encoding_format="float")
+    many = client.embeddings.create(input=ids, model="all-MiniLM-L6-v2", encoding_format="float")
+    expected = embedder.embed(TEXTS[:2])
+    np.testing.assert_allclose(_vectors(one)[0], expected.vectors[0], atol=1e-6)
+    np.testing.assert_allclose(_vectors(many), expected.vectors, atol=1e-6)
+    assert many.usage.prompt_tokens == sum(expected.tokens)  # the model's tokens, not the client's
+    for bad in ([5, -1], [100_276, 100_300]):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.embeddings.create(input=bad, model="all-MiniLM-L6-v2")
+        assert info.value.body["param"] == "input" and "cl100k_base" in info.value.body["message"]
+
+
+def test_model_token_ids_are_taken_as_given(start_api, embedder: EmbeddingEngine) -> None:
+    """ONNXVEC_TOKEN_IDS=model: ids in the model's own vocabulary, used as sent (no special tokens added)."""
+    server = start_api(token_ids="model")
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     ids = embedder.tokenizer.encode(TEXTS[:2]).ids
-    one = client.embeddings.create(input=ids[0], model="all-MiniLM-L6-v2")
-    many = client.embeddings.create(input=ids, model="all-MiniLM-L6-v2")
-    expected = embedder.embed(TEXTS[:2]).vectors
-    np.testing.assert_allclose(_vectors(one)[0], expected[0], atol=1e-6)
-    np.testing.assert_allclose(_vectors(many), expected, atol=1e-6)
+    many = client.embeddings.create(input=ids, model="all-MiniLM-L6-v2", encoding_format="float")
+    np.testing.assert_allclose(_vectors(many), embedder.embed(TEXTS[:2]).vectors, atol=1e-6)
     assert many.usage.prompt_tokens == len(ids[0]) + len(ids[1])
+    bare = client.embeddings.create(input=ids[0][1:-1], model="all-MiniLM-L6-v2", encoding_format="float")
+    assert float(_vectors(bare)[0] @ _vectors(many)[0]) < 0.999  # no [CLS]/[SEP] added: another input
+
+
+def test_langchain_openai_defaults_give_the_text_vectors(
+    api, embedder: EmbeddingEngine, model_store: ModelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """langchain_openai.OpenAIEmbeddings sends tiktoken ids by default (check_embedding_ctx_length=True)."""
+    from langchain_openai import OpenAIEmbeddings
+
+    _cl100k(model_store, monkeypatch)
+    texts = [*TEXTS, "Ünïcödé, emoji 🚀 and CJK 向量数据库 survive the round trip.", "word " * 400]
+    expected = embedder.embed(texts).vectors
+    for check in (True, False):
+        lc = OpenAIEmbeddings(
+            base_url=api.url + "/v1",
+            api_key="unused",
+            model="all-MiniLM-L6-v2",
+            check_embedding_ctx_length=check,
+            max_retries=0,
+        )
+        documents = np.array(lc.embed_documents(texts), dtype=np.float32)
+        query = np.array(lc.embed_query(texts[1]), dtype=np.float32)
+        assert (documents * expected).sum(axis=1).min() >= 0.999, check
+        assert float(query @ expected[1]) >= 0.999, check
 
 
 def test_dimensions_truncate_and_renormalize(client: openai.OpenAI, embedder: EmbeddingEngine) -> None:
