@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -28,7 +27,6 @@ class Guard:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        route = _route(scope)
         status = 500  # what an exception escaping the app becomes
 
         async def send_status(message: Message) -> None:
@@ -61,6 +59,7 @@ class Guard:
             finally:
                 self.in_flight -= limited
         finally:
+            route = _route(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
@@ -87,12 +86,11 @@ class Guard:
 
 
 def _route(scope: Scope) -> str:
-    """The route's template (/v1/models/{model_id}), so metrics do not grow a label per model id."""
-    for route in scope["app"].router.routes:
-        match, _ = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", scope["path"])
-    return "unmatched"
+    """The template of the route that served the request (/v1/models/{model_id}), which routing leaves
+    in the scope, so metrics do not grow a series per id; requests that reached no route (unknown
+    paths, and those refused with 413/429 before routing) share one label."""
+    route = scope.get("route")
+    return getattr(route, "path_format", None) or getattr(route, "path", None) or "unmatched"
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -170,3 +170,16 @@ def test_ready_is_503_without_the_default_model(start_api) -> None:
     assert ready.status_code == 503
     assert ready.json()["checks"]["model"] is False and "model" in ready.json()["error"]["message"]
     assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_metrics_label_routes_by_template(api) -> None:
+    """Ids in paths must not become label values: one series per route, one for every unknown path."""
+    for path in ("/v1/models/first-id", "/v1/models/second-id", "/no/such/route", "/another/unknown"):
+        httpx.get(api.url + path)
+    routes = {
+        line.split('route="')[1].split('"')[0]
+        for line in httpx.get(api.url + "/metrics").text.splitlines()
+        if line.startswith("onnxvec_requests_total{")
+    }
+    assert "/v1/models/{model_id}" in routes and "unmatched" in routes
+    assert not [route for route in routes if "-id" in route or "unknown" in route or "such" in route], routes
