@@ -24,23 +24,30 @@ test: install compose-plugin
 	$(BIN)/pytest
 
 # `make test` runs `docker compose config` wherever the docker client is. Where its compose plugin is
-# missing, Debian's build of the plugin (sha256 from Debian's signed package index) goes into .tools/.
+# missing, apt-get downloads Debian's build of the plugin (trixie's; bookworm only has compose v1) from
+# the mirror this machine's apt sources already name, with the sha256 pinned, into .tools/.
 ARCH := $(shell dpkg --print-architecture 2>/dev/null)
-COMPOSE_DEB := docker-compose_2.26.1-4_$(ARCH).deb
+COMPOSE_VERSION := 2.26.1-4
 COMPOSE_SHA256_amd64 := 47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea
 COMPOSE_SHA256_arm64 := bbafaa666f3e7fa00ad36f2a8bab889f1c791ca8743d674e7267a3d07203869c
+APT_TOOLS := -o Dir::Etc::SourceList=$(CURDIR)/.tools/apt/sources.list -o Dir::Etc::SourceParts=/nonexistent \
+	-o Dir::State::Lists=$(CURDIR)/.tools/apt/lists -o Dir::Cache=$(CURDIR)/.tools/apt/cache
 
 compose-plugin:
 	@if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory .tools/cli-plugins/docker-compose; fi
 
 .tools/cli-plugins/docker-compose:
-	mkdir -p .tools/deb
-	curl -fsSL -o .tools/$(COMPOSE_DEB) http://deb.debian.org/debian/pool/main/d/docker-compose/$(COMPOSE_DEB)
-	echo "$(COMPOSE_SHA256_$(ARCH))  .tools/$(COMPOSE_DEB)" | sha256sum -c --quiet -
-	dpkg-deb -x .tools/$(COMPOSE_DEB) .tools/deb
+	mkdir -p .tools/apt/lists/partial .tools/apt/cache/archives/partial .tools/deb
+	mirror=$$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $$2; exit}'); \
+	[ -n "$$mirror" ] || mirror=$$(cat /etc/apt/sources.list 2>/dev/null | awk '$$1 == "deb" {print $$2; exit}'); \
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $$mirror trixie main" > .tools/apt/sources.list
+	apt-get -qq $(APT_TOOLS) update
+	cd .tools && apt-get -qq $(APT_TOOLS) download docker-compose=$(COMPOSE_VERSION) 2>&1 | grep -v unsandboxed || true
+	echo "$(COMPOSE_SHA256_$(ARCH))  .tools/docker-compose_$(COMPOSE_VERSION)_$(ARCH).deb" | sha256sum -c --quiet -
+	dpkg-deb -x .tools/docker-compose_$(COMPOSE_VERSION)_$(ARCH).deb .tools/deb
 	mkdir -p $(@D) && mv .tools/deb/usr/libexec/docker/cli-plugins/docker-compose $@
-	rm -rf .tools/deb .tools/$(COMPOSE_DEB)
+	rm -rf .tools/deb .tools/apt .tools/docker-compose_*.deb
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
