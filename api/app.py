@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         Guard,
         max_body=settings.max_request_bytes,
+        max_buffered=settings.max_buffered_bytes,
         max_in_flight=settings.max_concurrent_requests,
         metrics=metrics,
     )

@@ -1,11 +1,13 @@
-"""Limits every request meets before it reaches a route: body size (413), requests in flight (429),
-and the per-route request metrics. Pure ASGI, so streamed bodies are counted as they arrive.
+"""Limits every request meets before it reaches a route: body size (413), requests in flight and
+bytes of request bodies held at once (429), and the per-route request metrics. Pure ASGI, so
+streamed bodies are counted as they arrive.
 """
 
 from __future__ import annotations
 
 import time
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_response
@@ -15,12 +17,14 @@ UNLIMITED = {"/health", "/metrics"}  # probes and scrapes must answer even when 
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, *, max_body: int, max_in_flight: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, max_body: int, max_buffered: int, max_in_flight: int, metrics: Metrics) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_buffered = max_buffered
         self.max_in_flight = max_in_flight
         self.metrics = metrics
         self.in_flight = 0
+        self.buffered = 0  # bytes of request bodies read and held, all requests together
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,42 +51,57 @@ class Guard:
                 await response(scope, receive, send_status)
                 return
             self.in_flight += limited
+            held = 0
             try:
                 body = await self._read_body(scope, receive)
-                if body is None:
-                    response = error_response(
-                        413, f"The request body exceeds {self.max_body} bytes.", code="request_too_large"
-                    )
+                if isinstance(body, int):
+                    response = _refusal(body, self.max_body)
                     await response(scope, receive, send_status)
                     return
+                held = len(body)
                 await self.app(scope, _replay(body, receive), send_status)
             finally:
                 self.in_flight -= limited
+                self.buffered -= held
         finally:
             route = _route(scope)
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole body, or None as soon as it is known to be over the limit (header or bytes read)."""
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | int:
+        """The whole body (counted in `buffered` from then on), or the status that refuses it as soon as
+        that is known: 413 over the per-request limit, 429 when the bodies held at once would pass theirs."""
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            return None
+            return 413
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    break
+                chunk = message.get("body", b"")
+                if size + len(chunk) > self.max_body or self.buffered + len(chunk) > self.max_buffered:
+                    self.buffered -= size
+                    return 413 if size + len(chunk) > self.max_body else 429
+                size += len(chunk)
+                self.buffered += len(chunk)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        except BaseException:  # the client went away mid-body: nothing stays counted
+            self.buffered -= size
+            raise
         return b"".join(chunks)
+
+
+def _refusal(status: int, max_body: int) -> Response:
+    if status == 413:
+        return error_response(413, f"The request body exceeds {max_body} bytes.", code="request_too_large")
+    message = "The server holds as many request bodies as it has memory for; retry shortly."
+    return error_response(429, message, code="too_many_requests", headers={"Retry-After": "1"})
 
 
 def _route(scope: Scope) -> str:

@@ -64,7 +64,17 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_access_log: bool = Field(default=False, description="log every request (metrics count them anyway)")
     api_keys: str = Field(default="", description="comma-separated keys accepted besides those in the database")
-    max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="larger bodies get 413")
+    cors_origins: str = Field(default="", description="comma-separated origins browsers may call the API from (CORS)")
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1,
+        description="larger bodies get 413; LangChain's default batch (1,000 texts of ~4.6 KB) fits",
+    )
+    max_buffered_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="request bodies held at once, all requests together; past it 429 (memory stays bounded)",
+    )
     max_concurrent_requests: int = Field(default=256, ge=1, description="requests in flight past this get 429")
     max_queued_inputs: int = Field(default=8192, ge=1, description="inputs waiting for the engine past this get 429")
     batch_wait_ms: float = Field(default=2.0, ge=0, description="how long a forward waits for more requests")

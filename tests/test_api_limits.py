@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -183,3 +184,36 @@ def test_metrics_label_routes_by_template(api) -> None:
     }
     assert "/v1/models/{model_id}" in routes and "unmatched" in routes
     assert not [route for route in routes if "-id" in route or "unknown" in route or "such" in route], routes
+
+
+def test_langchains_default_batch_fits_the_body_limit(api) -> None:
+    """LangChain sends 1,000 texts per request by default; ~4.6 KB chunks make a ~4.7 MB body."""
+    from langchain_openai import OpenAIEmbeddings
+
+    texts = [f"{i} " + "x" * 4600 for i in range(1000)]
+    client = OpenAIEmbeddings(
+        base_url=api.url + "/v1", api_key="unused", model="no-such-model", check_embedding_ctx_length=False
+    )
+    with pytest.raises(openai.NotFoundError):  # read whole and answered (unknown model), not refused with 413
+        client.embed_documents(texts)
+
+
+def test_bodies_held_at_once_are_bounded(start_api) -> None:
+    """A body still arriving counts against ONNXVEC_MAX_BUFFERED_BYTES; past it others get 429 until it goes."""
+    server = start_api(max_request_bytes=4000, max_buffered_bytes=3000)
+    host, port = server.url.removeprefix("http://").split(":")
+    slow = socket.create_connection((host, int(port)))
+    head = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3500\r\n\r\n"
+    slow.sendall(head.encode() + b" " * 2000)
+    body = {"input": "fits " * 200}  # ~1 KB: with the 2,000 bytes held, over 3,000
+    deadline = time.monotonic() + 10
+    while (refused := httpx.post(server.url + "/v1/embeddings", json=body)).status_code != 429:
+        assert time.monotonic() < deadline, refused.status_code  # the slow body has not been read yet
+        time.sleep(0.05)
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["code"] == "too_many_requests"
+    slow.close()
+    deadline = time.monotonic() + 10
+    while (accepted := httpx.post(server.url + "/v1/embeddings", json=body)).status_code != 200:
+        assert time.monotonic() < deadline, accepted.status_code  # the held bytes are released
+        time.sleep(0.05)
