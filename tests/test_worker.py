@@ -228,6 +228,8 @@ def test_bad_files_fail_clearly_and_the_rest_is_embedded(
     done = onnxvec(settings, "ingest", str(root), "--collection", "mixed", "--wait", "--timeout", "300")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "4 documents failed" in done.stderr and "Traceback" not in done.stderr
+    # no terminal: plain progress lines (a bar prints nothing to a pipe), by text bytes
+    assert re.search(r"embedded (\d+)/\1 documents, [\d.]+/[\d.]+ MB of text \(100%\), .* 4 errors", done.stderr)
     status = json.loads(onnxvec(settings, "status", "--collection", "mixed", "--failed", "--json").stdout)
     assert status["documents"] == {"pending": 0, "processing": 0, "done": 20, "failed": 4}
     errors = {Path(row["external_id"]).name: row["error"] for row in status["failed"]}
