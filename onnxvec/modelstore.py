@@ -188,7 +188,10 @@ class ModelStore:
     def get(self, name: str) -> ModelManifest:
         manifest = self.path(name) / MANIFEST
         if not manifest.is_file():
-            raise ModelNotFound(f"model {name!r} is not pulled; run `onnxvec models pull {name}`")
+            if name in CATALOG:
+                raise ModelNotFound(f"model {name!r} is not pulled; run `onnxvec models pull {name}`")
+            here = sorted(found.parent.name for found in self.root.glob(f"*/{MANIFEST}"))
+            raise ModelNotFound(f"model {name!r} does not exist here; the models here: {', '.join(here) or 'none'}")
         return ModelManifest.model_validate_json(manifest.read_text())
 
     def list(self) -> list[ModelManifest]:

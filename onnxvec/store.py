@@ -37,6 +37,10 @@ class CollectionNotFound(StoreError):
     pass
 
 
+class FilterError(StoreError):
+    """A metadata filter that cannot mean what it says (the HTTP layer names the `filter` parameter)."""
+
+
 @dataclass(frozen=True)
 class Collection:
     id: int
@@ -243,6 +247,7 @@ def search(
     where = f"c.collection_id = {int(collection.id)}"
     params: dict[str, Any] = {"q": vector, "k": int(k)}
     if filter:
+        check_range_types(conn, collection, filter)
         clauses, filter_params = metadata_filter(filter)
         where += "".join(f" AND {clause}" for clause in clauses)
         params |= filter_params
@@ -278,13 +283,13 @@ def metadata_filter(filter: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
             equal[key] = _scalar(key, condition)
             continue
         if not condition:
-            raise StoreError(f"filter on {key!r}: give at least one operator")
+            raise FilterError(f"filter on {key!r}: give at least one operator")
         for op, value in condition.items():
             n = len(params)
             field = '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
             if op in ("$in", "$nin"):
                 if not isinstance(value, list) or not value:
-                    raise StoreError(f"filter on {key!r}: {op} takes a non-empty list")
+                    raise FilterError(f"filter on {key!r}: {op} takes a non-empty list")
                 test = " || ".join(f"@ == $v{i}" for i in range(len(value)))
                 variables = {f"v{i}": _scalar(key, v) for i, v in enumerate(value)}
                 negate = op == "$nin"
@@ -293,7 +298,7 @@ def metadata_filter(filter: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
                 if op == "$ne":  # also true where the key is missing, as $nin
                     test, negate = "@ == $v0", True
             else:
-                raise StoreError(
+                raise FilterError(
                     f"filter on {key!r}: unknown operator {op!r} (use {', '.join(['$in', '$nin', *COMPARISONS])})"
                 )
             test_sql = f"jsonb_path_exists(d.metadata, CAST(:p{n} AS jsonpath), CAST(:p{n}v AS jsonb))"
@@ -306,9 +311,38 @@ def metadata_filter(filter: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     return clauses, params
 
 
+RANGES = {"$gt", "$gte", "$lt", "$lte"}
+JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number"}
+
+
+def check_range_types(conn: Connection, collection: Collection, filter: dict[str, Any]) -> None:
+    """A range test against a value of another type than the collection stores under that key (a
+    string against numbers) matches nothing: a mistake to report, not an empty result to return."""
+    for key, condition in filter.items():
+        if not isinstance(condition, dict):
+            continue
+        for op, value in condition.items():
+            if op not in RANGES or type(value) not in JSON_TYPES:
+                continue
+            stored = set(
+                conn.execute(
+                    text(
+                        "SELECT DISTINCT t FROM (SELECT jsonb_typeof(metadata -> :key) AS t FROM documents"
+                        " WHERE collection_id = :c AND metadata ? :key LIMIT 100) sample"
+                    ),
+                    {"key": key, "c": collection.id},
+                ).scalars()
+            )
+            if stored and JSON_TYPES[type(value)] not in stored:
+                raise FilterError(
+                    f"filter on {key!r}: {op} compares with a {JSON_TYPES[type(value)]}, but {collection.name} "
+                    f"stores {' and '.join(sorted(stored))} values under {key!r}"
+                )
+
+
 def _scalar(key: str, value: Any) -> Scalar:
     if value is not None and not isinstance(value, str | int | float | bool):
-        raise StoreError(f"filter on {key!r}: compare with a string, number, boolean or null, not {value!r}")
+        raise FilterError(f"filter on {key!r}: compare with a string, number, boolean or null, not {value!r}")
     return value
 
 

@@ -180,8 +180,10 @@ def test_bad_requests_raise_bad_request_error(client: openai.OpenAI, kwargs: dic
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
-        client.embeddings.create(input="x", model="no-such-model")
+        client.embeddings.create(input="x", model="gpt-4o")
     assert info.value.body["code"] == "model_not_found"
+    # no advice to pull what no catalog holds; the models that are here instead
+    assert "models pull" not in info.value.body["message"] and "all-MiniLM-L6-v2" in info.value.body["message"]
 
 
 @pytest.mark.parametrize(
