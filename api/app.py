@@ -8,19 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 import redis
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response, Security
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic.json_schema import models_json_schema
 from sqlalchemy import text
 
 from api import errors
 from api.chat import router as chat_router
+from api.chat_schemas import ChatCompletionChunk
+from api.completions import router as completions_router
 from api.guard import Guard
 from api.metrics import Metrics
 from api.routes import JSON, router
+from api.schemas import Health, NotReady, Ready, error_responses
 from onnxvec import db, services
 from onnxvec.chat import ChatService
 from onnxvec.config import Settings, get_settings
@@ -30,9 +37,19 @@ from onnxvec.service import EmbeddingService
 
 log = logging.getLogger(__name__)
 
+bearer = HTTPBearer(
+    auto_error=False, description="An API key; required once any exists (ONNXVEC_API_KEYS, `onnxvec keys create`)."
+)
 
-async def authorize(request: Request) -> None:
-    """Bearer auth, on as soon as any key exists (environment or database)."""
+
+async def authorize(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+) -> None:
+    """Bearer auth, on as soon as any key exists (environment or database).
+
+    `_declared` only puts the bearer scheme in the OpenAPI document: the header is read here, so that
+    a missing key and a wrong one get OpenAI's 401 bodies.
+    """
     ring: KeyRing = request.app.state.keys
     valid = ring.current() if ring.fresh() else await asyncio.to_thread(ring.current)
     if not valid:
@@ -97,19 +114,61 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_in_flight=settings.max_concurrent_requests,
         metrics=metrics,
     )
-    app.include_router(router, dependencies=[Depends(authorize)])
-    app.include_router(chat_router, dependencies=[Depends(authorize)])
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # outside Guard: preflights need no key and skip the limits, and 401/413/429 carry the header
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],  # Authorization, Content-Type and the headers OpenAI's JS client adds
+            expose_headers=["Retry-After", "Server-Timing", "X-Truncated-Inputs"],
+        )
+    shared = error_responses(401, 429, 503)  # auth (its key lookup reads the database) and Guard's limit
+    app.include_router(router, dependencies=[Depends(authorize)], responses=shared)
+    app.include_router(chat_router, dependencies=[Depends(authorize)], responses=shared)
+    app.include_router(completions_router, dependencies=[Depends(authorize)], responses=shared)
     _probes(app)
+    app.openapi = _openapi(app)
     return app
 
 
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's document without its 422s (validation errors are OpenAI's 400s, api/errors.py), and with
+    the chunk model of streamed chat completions, which no route returns as JSON."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for methods in schema["paths"].values():
+                for operation in methods.values():
+                    operation["responses"].pop("422", None)
+            components = schema["components"]["schemas"]
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            _, chunk = models_json_schema(
+                [(ChatCompletionChunk, "serialization")], ref_template="#/components/schemas/{model}"
+            )
+            components.update(chunk["$defs"])
+        return app.openapi_schema
+
+    return openapi
+
+
 def _probes(app: FastAPI) -> None:
-    @app.get("/health")
+    @app.get("/health", response_model=Health, responses=error_responses())
     async def health() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/ready", dependencies=[Depends(authorize)])
+    not_ready = {"model": NotReady, "description": "A check failed, or the key lookup could not reach the database."}
+
+    @app.get(
+        "/ready",
+        dependencies=[Depends(authorize)],
+        response_model=Ready,
+        responses={**error_responses(401, 429), 503: not_ready},
+    )
     async def ready(request: Request) -> Response:
         """Readiness: the database and Redis answer and the default model is loaded."""
         checks = await asyncio.to_thread(_backends, request.app.state.db, request.app.state.redis_url)
@@ -121,7 +180,15 @@ def _probes(app: FastAPI) -> None:
         body = errors.error_body(503, f"Not ready: {down} unavailable.") | {"checks": checks}
         return JSON(body, status_code=503)
 
-    @app.get("/metrics", dependencies=[Depends(authorize)])
+    @app.get(
+        "/metrics",
+        dependencies=[Depends(authorize)],
+        response_class=Response,  # no media type of its own, so the errors stay application/json
+        responses={
+            200: {"description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **error_responses(401, 503),
+        },
+    )
     async def metrics(request: Request) -> Response:
         registry = request.app.state.metrics.registry
         return Response(await asyncio.to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,9 +13,9 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from api.chat_schemas import CHAT_COMPLETION_RESPONSES, ChatCompletion, ChatCompletionRequest, GenerationFields
 from api.errors import error_body
 from api.routes import JSON
-from api.schemas import ChatCompletionRequest
 from onnxvec.chat import ChatRequest, ChatService, Prepared
 from onnxvec.generate import Sampling
 from onnxvec.microbatch import Overloaded
@@ -25,16 +25,22 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
 
 
-def to_request(body: ChatCompletionRequest, default_collection: str | None) -> ChatRequest:
-    """The core request; parameters onnxruntime-genai cannot honour are refused, not ignored."""
+def refuse_unsupported(body: GenerationFields) -> None:
+    """Parameters onnxruntime-genai cannot honour are refused with the field's name, never ignored."""
     for name in ("frequency_penalty", "presence_penalty"):
         if getattr(body, name):
             raise InvalidRequest(f"'{name}' is not supported by onnxruntime-genai; use 'repetition_penalty'.", name)
+    if body.logit_bias:
+        raise InvalidRequest("'logit_bias' is not supported by onnxruntime-genai.", "logit_bias")
+
+
+def sampling_of(body: GenerationFields, max_tokens: int | None, **extra: Any) -> Sampling:
+    """The sampling fields chat and legacy completions share."""
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stops) > 4 or any(not s for s in stops):
         raise InvalidRequest("'stop' takes up to 4 non-empty strings.", "stop")
-    sampling = Sampling(
-        max_tokens=body.max_completion_tokens or body.max_tokens,
+    return Sampling(
+        max_tokens=max_tokens,
         min_tokens=body.min_tokens,
         temperature=body.temperature,
         top_p=body.top_p,
@@ -42,6 +48,29 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
         seed=body.seed,
         stop=tuple(stops),
         repetition_penalty=body.repetition_penalty,
+        **extra,
+    )
+
+
+def to_request(body: ChatCompletionRequest, default_collection: str | None) -> ChatRequest:
+    """The core request: tools are refused (no tool-call template or parser here); response_format
+    constrains the output with genai's guidance; logprobs come from the model's logits."""
+    refuse_unsupported(body)
+    if body.tools or (body.tool_choice not in (None, "none")):
+        raise InvalidRequest("'tools' are not supported: onnxvec's chat models have no tool calling.", "tools")
+    for index, message in enumerate(body.messages):
+        if message.role == "tool" or message.tool_calls:
+            raise InvalidRequest(
+                "Tool messages and tool calls are not supported: onnxvec's chat models have no tool calling.",
+                f"messages[{index}]",
+            )
+    if body.top_logprobs is not None and not body.logprobs:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", "top_logprobs")
+    sampling = sampling_of(
+        body,
+        body.max_completion_tokens or body.max_tokens,
+        json_schema=body.response_format.constraint() if body.response_format else None,
+        logprobs=(body.top_logprobs or 0) if body.logprobs else None,
     )
     return ChatRequest(
         messages=[m.as_plain() for m in body.messages],
@@ -60,11 +89,15 @@ def _usage(prepared: Prepared, completion_tokens: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
 
 
+def _logprobs(sampling: Sampling, entries: list[dict]) -> dict | None:
+    return None if sampling.logprobs is None else {"content": entries, "refusal": None}
+
+
 def _finish(reason: str | None) -> str:
     return "length" if reason == "length" else "stop"
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=ChatCompletion, responses=CHAT_COMPLETION_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSON | StreamingResponse:
     chat: ChatService = request.app.state.chat
     core = to_request(body, chat.settings.chat_collection)
@@ -85,7 +118,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
             {
                 "index": index,
                 "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
+                "logprobs": _logprobs(core.sampling, generation.logprobs),
                 "finish_reason": _finish(generation.finish_reason),
             }
         )
@@ -118,8 +151,13 @@ async def _events(
             generation = chat.start(prepared, core.sampling, index)
             yield event([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
             try:
+                sent = 0
                 async for delta in chat.stream(generation):
-                    yield event([{"index": index, "delta": {"content": delta}, "finish_reason": None}])
+                    entries = generation.logprobs[sent:]  # appended by the generation thread meanwhile
+                    sent += len(entries)
+                    logprobs = _logprobs(core.sampling, entries)
+                    choice = {"index": index, "delta": {"content": delta}, "logprobs": logprobs, "finish_reason": None}
+                    yield event([choice])
             finally:  # also when the client went away: counted as cancelled
                 metrics.on_generation(prepared.engine.name, generation)
             completion_tokens += generation.completion_tokens

@@ -8,6 +8,7 @@ same shape with no traceback (the traceback goes to the log).
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from onnxvec.microbatch import Overloaded
 from onnxvec.modelstore import ModelError, ModelNotFound
 from onnxvec.service import InvalidRequest
-from onnxvec.store import CollectionNotFound, StoreError
+from onnxvec.store import CollectionNotFound, FilterError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,22 @@ def error_response(
     return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
 
 
+# pydantic names the member of a union it tried ("str", "list[int]", "function-after[...]") in an
+# error's location: not a parameter a client can find in its request
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|dict|list|none|null|[a-z-]+\[.*\]|[a-z]+-[a-z-]+)$")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     first = exc.errors()[0]
-    location = [str(p) for p in first.get("loc", ()) if p != "body"]
+    location = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.match(str(p))]
     param = ".".join(location) or None
-    if first.get("type") == "json_invalid":
+    kind = first.get("type")
+    if kind == "json_invalid":
         return "We could not parse the JSON body of your request.", None
-    if first.get("type") == "missing" and not location:
+    if kind == "missing" and not location:
         return "The request needs a JSON body.", None
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {param}", param
     where = f" at '{param}'" if param else ""
     return f"Invalid value{where}: {first.get('msg', 'invalid')}", param
 
@@ -93,6 +102,8 @@ def install(app: FastAPI) -> None:
     async def _store(_: Request, exc: StoreError) -> JSONResponse:
         if isinstance(exc, CollectionNotFound):
             return error_response(404, str(exc), "collection", "collection_not_found")
+        if isinstance(exc, FilterError):
+            return error_response(400, str(exc), "filter", "invalid_value")
         return error_response(400, str(exc), None, "invalid_value")
 
     @app.exception_handler(ModelNotFound)

@@ -1,20 +1,33 @@
 """The /v1 routes: OpenAI's embeddings and models, and onnxvec's search and collections.
 
 Each handler only translates between HTTP and the core library; blocking database work runs in a
-thread so the event loop keeps feeding the micro-batcher.
+thread so the event loop keeps feeding the micro-batcher. Handlers write their JSON themselves (orjson,
+numpy arrays as they are); `response_model` documents it. Each route declares the errors it can add;
+api/app.py declares those every /v1 route shares (auth, limits).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from api.schemas import EmbeddingRequest, SearchRequest
+from api.schemas import (
+    EMBEDDING_HEADERS,
+    CollectionList,
+    EmbeddingRequest,
+    EmbeddingResponse,
+    Model,
+    ModelList,
+    SearchRequest,
+    SearchResponse,
+    error_responses,
+)
 from onnxvec import documents, store
 from onnxvec.modelstore import ModelManifest
 from onnxvec.search import search_text
@@ -23,10 +36,9 @@ from onnxvec.service import EmbeddingService, shorten, to_base64
 router = APIRouter(prefix="/v1")
 
 
-class JSON(Response):
-    """orjson, which writes numpy arrays directly: float embeddings never become Python lists."""
-
-    media_type = "application/json"
+class JSON(JSONResponse):
+    """orjson, which writes numpy arrays directly: float embeddings never become Python lists.
+    (A JSONResponse, so that FastAPI documents the routes' response models.)"""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -40,7 +52,12 @@ def _db(request: Request) -> Engine:
     return request.app.state.db
 
 
-@router.post("/embeddings", response_class=JSON)
+@router.post(
+    "/embeddings",
+    response_class=JSON,
+    response_model=EmbeddingResponse,
+    responses={200: {"headers": EMBEDDING_HEADERS}, **error_responses(400, 404, 413, 503)},
+)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSON:
     """OpenAI's embeddings; each item also says how many tokens it used and whether it was cut."""
     batcher, result = await _service(request).embed(body.model, body.input, truncate=body.truncate)
@@ -95,18 +112,20 @@ def _timestamp(created_at: str) -> int:
         return 0
 
 
-@router.get("/models", response_class=JSON)
+@router.get("/models", response_class=JSON, response_model=ModelList)
 async def list_models(request: Request) -> JSON:
     manifests = await asyncio.to_thread(_service(request).store.list)
     return JSON({"object": "list", "data": [model_object(m) for m in manifests]})
 
 
-@router.get("/models/{model_id:path}", response_class=JSON)
-async def retrieve_model(model_id: str, request: Request) -> JSON:
+@router.get("/models/{model_id:path}", response_class=JSON, response_model=Model, responses=error_responses(404))
+async def retrieve_model(model_id: Annotated[str, Path(examples=["all-MiniLM-L6-v2"])], request: Request) -> JSON:
     return JSON(model_object(await asyncio.to_thread(_service(request).store.get, model_id)))
 
 
-@router.post("/search", response_class=JSON)
+@router.post(
+    "/search", response_class=JSON, response_model=SearchResponse, responses=error_responses(400, 404, 413, 503)
+)
 async def search(body: SearchRequest, request: Request) -> JSON:
     """Top-k chunks of a collection for a query, embedded with the collection's own model."""
     result = await search_text(
@@ -146,7 +165,7 @@ async def search(body: SearchRequest, request: Request) -> JSON:
     )
 
 
-@router.get("/collections", response_class=JSON)
+@router.get("/collections", response_class=JSON, response_model=CollectionList)
 async def list_collections(request: Request) -> JSON:
     return JSON({"object": "list", "data": await asyncio.to_thread(_collections, _db(request))})
 

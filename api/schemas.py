@@ -1,84 +1,257 @@
-"""Request bodies, as OpenAI names them (plus onnxvec's extension fields), in one place."""
+"""Request and response bodies, as OpenAI names them (plus onnxvec's extension fields), in one place.
+
+The response models document what the routes write (they build their JSON themselves, with orjson,
+so that embeddings stay numpy arrays): a field changed on one side must be changed on the other.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictStr
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from onnxvec.store import MAX_K
+from onnxvec.modelstore import Pooling
+from onnxvec.store import MAX_K, Metric
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema's integer: 3.0 is one (strict pydantic refuses it), "3" and true are not."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
+# bounds go before the validators, or pydantic documents an optional field's bound as "ge", not "minimum"
+Positive = Annotated[int, Field(ge=1), Strict(), BeforeValidator(_integral)]
+UpToMaxK = Annotated[int, Field(ge=1, le=MAX_K), Strict(), BeforeValidator(_integral)]
+
+# Documented here, enforced where the errors name their parameter as OpenAI does: onnxvec.service
+# (empty inputs, negative token ids: 400 with param "input") and onnxvec.store (filters: 400).
+_TEXT = {"type": "string", "minLength": 1}
+_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+EmbeddingInput = Annotated[
+    StrictStr | list[StrictStr] | list[JsonInt] | list[list[JsonInt]],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                _TEXT,
+                {"type": "array", "items": _TEXT, "minItems": 1},
+                _IDS,
+                {"type": "array", "items": _IDS, "minItems": 1},
+            ],
+            "description": "a string, an array of strings, an array of token ids, or an array of token-id arrays; "
+            "token ids are OpenAI's cl100k_base (ONNXVEC_TOKEN_IDS=model: the model's own vocabulary)",
+        }
+    ),
+]
+_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+_OPERATORS = {
+    "type": "object",
+    "minProperties": 1,
+    "additionalProperties": False,
+    "properties": {
+        **{op: {"type": "array", "items": _SCALAR, "minItems": 1} for op in ("$in", "$nin")},
+        **{op: _SCALAR for op in ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")},
+    },
+}
+MetadataFilter = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {"anyOf": [_SCALAR, _OPERATORS]},
+            "description": "metadata conditions, all must hold: "
+            '{"lang": "en", "year": {"$gte": 2020}, "tag": {"$in": [...]}}',
+        }
+    ),
+]
 
 
 class EmbeddingRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
-        description="a string, an array of strings, an array of token ids, or an array of token-id arrays"
+    # strict: what the document says is a boolean or an integer must be one (no "1", 0 or 1.0 for them)
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={"examples": [{"input": ["The food was delicious.", "A fast drive"]}]},
     )
+
+    input: EmbeddingInput
     model: str | None = Field(default=None, description="a pulled embedding model; the default when omitted")
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(default=None, ge=1, description="keep the first n dimensions, renormalized")
+    dimensions: Positive | None = Field(
+        default=None, description="keep the first n dimensions, renormalized; at most the model's dims"
+    )
     user: str | None = None
     truncate: bool = Field(default=True, description="onnxvec: cut inputs over the model's maximum (else 400)")
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"collection": "docs", "query": "how do I rotate keys", "k": 3}]},
+    )
 
     collection: str = Field(min_length=1)
     query: str = Field(min_length=1)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    filter: dict[str, Any] | None = Field(
-        default=None,
-        description='metadata conditions, all must hold: {"lang": "en", "year": {"$gte": 2020}, "tag": {"$in": [...]}}',
-    )
+    k: UpToMaxK = 10
+    filter: MetadataFilter | None = None
     include_text: bool = True
-    ef_search: int | None = Field(default=None, ge=1, le=MAX_K, description="HNSW candidate list (default 100)")
+    ef_search: UpToMaxK | None = Field(default=None, description="HNSW candidate list (default 100)")
 
 
-class TextPart(BaseModel):
-    type: Literal["text"]
-    text: str
+# Responses
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-    name: str | None = None
-
-    def as_plain(self) -> dict[str, str]:
-        """The message as the chat template takes it: developer is system, text parts joined."""
-        content = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
 
 
-class StreamOptions(BaseModel):
-    include_usage: bool = False
+def omitted(description: str) -> Any:
+    """A key the route leaves out of the body rather than writing null: optional, with no default shown."""
+    return Field(default=None, description=description, json_schema_extra=_drop_default)
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class ErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, rate_limit_error, service_unavailable, server_error, ...")
+    param: str | None = Field(description="the request field at fault, when there is one")
+    code: str | None = Field(description="e.g. invalid_value, model_not_found, invalid_api_key")
 
-    messages: list[ChatMessage] = Field(min_length=1)
-    model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    min_tokens: int | None = Field(default=None, ge=0, description="onnxvec (as vLLM): no end token before this")
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    top_k: int | None = Field(default=None, ge=1, description="onnxvec: sample from the k likeliest tokens")
-    n: int = Field(default=1, ge=1, le=8)
-    stop: str | list[str] | None = Field(default=None)
-    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    repetition_penalty: float | None = Field(default=None, gt=0, le=10, description="onnxvec: genai's penalty")
-    user: str | None = None
-    collection: str | None = Field(default=None, description="onnxvec: answer from this collection (RAG)")
-    k: int = Field(default=4, ge=1, le=50, description="onnxvec: chunks to retrieve")
-    filter: dict[str, Any] | None = Field(default=None, description="onnxvec: metadata filter for retrieval")
-    min_score: float | None = Field(default=None, description="onnxvec: drop retrieved chunks scoring lower")
+
+class ErrorResponse(BaseModel):
+    """OpenAI's error body: the only shape an error leaves the API in."""
+
+    error: ErrorDetail
+
+
+_ERRORS = {
+    400: "Invalid request: a malformed body, a value out of range, or one the model cannot take.",
+    401: "Missing or invalid API key (once any key exists).",
+    404: "Unknown model or collection.",
+    413: "The request body is over ONNXVEC_MAX_REQUEST_BYTES.",
+    429: "Too many requests in flight or inputs queued; retry after Retry-After seconds.",
+    500: "Unexpected server error (the traceback is in the server log).",
+    503: "A backing service (PostgreSQL, Redis) or the model is unavailable.",
+}
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "required": True, "schema": {"type": "string"}}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can fail with these codes (500 always can), all in OpenAI's body."""
+    return {
+        code: {"model": ErrorResponse, "description": _ERRORS[code]}
+        | ({"headers": _RETRY_AFTER} if code == 429 else {})
+        for code in sorted({*codes, 500})
+    }
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str = Field(description="floats, or base64 of little-endian float32 (encoding_format)")
+    tokens: int = Field(description="onnxvec: tokens of this input the model read")
+    truncated: bool = Field(description="onnxvec: whether the input was cut at the model's maximum")
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: Usage
+
+
+EMBEDDING_HEADERS = {
+    "X-Truncated-Inputs": {
+        "description": "inputs cut at the model's maximum",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Server-Timing": {
+        "description": "queue, tokenize and inference milliseconds",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+}
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    kind: Literal["embedding", "chat"]
+    dims: int | None = Field(description="embedding dimensions")
+    max_seq_length: int | None = Field(description="tokens an embedding input is cut at")
+    pooling: Pooling | None
+    normalize: bool
+    distance_metrics: list[str]
+    context_length: int | None = Field(description="a chat model's context window, in tokens")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class SearchHit(BaseModel):
+    object: Literal["search.result"]
+    rank: int
+    score: float = Field(description="higher is better: cosine similarity, inner product or negated L2 distance")
+    distance: float
+    document_id: int
+    external_id: str
+    source: str | None
+    chunk: int = Field(description="ordinal of the chunk in its document")
+    metadata: dict[str, Any]
+    text: str | SkipJsonSchema[None] = omitted("the chunk's text; absent when include_text is false")
+
+
+class SearchResponse(BaseModel):
+    object: Literal["list"]
+    collection: str
+    model: str
+    metric: Metric
+    data: list[SearchHit]
+    usage: Usage
+
+
+class Collection(BaseModel):
+    object: Literal["collection"]
+    id: str
+    model: str
+    dims: int
+    metric: Metric
+    chunk_tokens: int
+    chunk_overlap: int
+    documents: dict[str, int] = Field(description="documents by state (pending, done, failed, ...)")
+    chunks: int
+
+
+class CollectionList(BaseModel):
+    object: Literal["list"]
+    data: list[Collection]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyChecks(BaseModel):
+    database: bool
+    redis: bool
+    model: bool = Field(description="the default embedding model is loaded")
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: ReadyChecks
+
+
+class NotReady(ErrorResponse):
+    checks: ReadyChecks | SkipJsonSchema[None] = omitted("absent when the key lookup could not reach the database")

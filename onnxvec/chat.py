@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from onnxvec import store
 from onnxvec.config import Settings
-from onnxvec.generate import ChatEngine, Generation, Sampling
+from onnxvec.generate import ChatEngine, Generation, GenerationError, Sampling
 from onnxvec.microbatch import Overloaded
 from onnxvec.modelstore import ModelManifest, ModelStore
 from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
@@ -113,6 +113,7 @@ class ChatService:
         context = engine.context_length
         if request.sampling.max_tokens is not None and request.sampling.max_tokens >= context:
             raise InvalidRequest(f"'max_tokens' must be below this model's context length ({context}).", "max_tokens")
+        _check(engine, request.sampling)
         loop = asyncio.get_running_loop()
         started = loop.time()
         hits = await self.retrieve(request) if request.collection else []
@@ -127,6 +128,20 @@ class ChatService:
             return await asyncio.to_thread(build)
         except PromptTooLong as exc:
             raise InvalidRequest(str(exc), "messages") from exc
+
+    async def prepare_text(self, model_name: str | None, prompt: str, sampling: Sampling) -> Prepared:
+        """A plain-text prompt (OpenAI's legacy /v1/completions): no template, no retrieval."""
+        engine = (await self._model(model_name)).engine
+        _check(engine, sampling)
+        ids = await asyncio.to_thread(engine.encode, prompt)
+        wanted = sampling.max_tokens or 1
+        if not ids or len(ids) + wanted > engine.context_length:
+            raise InvalidRequest(
+                f"The prompt has {len(ids)} tokens; with max_tokens {wanted} it must fit this model's context "
+                f"of {engine.context_length} tokens (and not be empty).",
+                "prompt",
+            )
+        return Prepared(engine, Prompt([], [], 0), ids)
 
     async def retrieve(self, request: ChatRequest) -> list[store.Hit]:
         """Top-k chunks of the collection for the last user message, above the minimum score."""
@@ -191,3 +206,10 @@ class ChatService:
     async def close(self) -> None:
         for model in self._models.values():
             model.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _check(engine: ChatEngine, sampling: Sampling) -> None:
+    try:
+        engine.check(sampling)
+    except GenerationError as exc:
+        raise InvalidRequest(str(exc), "response_format") from exc

@@ -1,4 +1,5 @@
-"""Text generation with onnxruntime-genai: a chat model's own template, sampling, stop strings.
+"""Text generation with onnxruntime-genai: a chat model's own template, sampling, stop strings,
+constrained output (JSON schema, through genai's llguidance) and log-probabilities.
 
 A `ChatEngine` wraps one genai folder (genai_config.json). `Generation` runs one completion token by
 token, yielding text as it is decoded, so a caller can stream it or stop it (a client that went
@@ -12,7 +13,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime_genai as og
 
 from onnxvec.modelstore import ModelError
@@ -30,6 +33,8 @@ class Sampling:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     repetition_penalty: float | None = None
+    json_schema: str | None = None  # output constrained to this JSON schema (OpenAI's response_format)
+    logprobs: int | None = None  # None: off; n: each token's log-probability and the n likeliest
 
 
 class StopMatcher:
@@ -93,6 +98,18 @@ class ChatEngine:
     def encode(self, text: str) -> list[int]:
         return [int(t) for t in self.tokenizer.encode(text)]
 
+    def check(self, sampling: Sampling) -> None:
+        """Refuse now what genai would refuse once generating, when a stream can no longer answer 400."""
+        if sampling.json_schema is None:
+            return
+        params = og.GeneratorParams(self.model)
+        params.set_search_options(max_length=2)
+        try:
+            params.set_guidance("json_schema", sampling.json_schema)
+            og.Generator(self.model, params)
+        except Exception as exc:  # genai raises plain RuntimeErrors
+            raise GenerationError(f"The JSON schema cannot constrain generation: {exc}") from exc
+
     def generate(self, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> Generation:
         return Generation(self, prompt_ids, sampling, cancel)
 
@@ -107,6 +124,7 @@ class Generation:
         self.cancel = cancel
         self.finish_reason: str | None = None
         self.completion_tokens = 0
+        self.logprobs: list[dict[str, Any]] = []  # OpenAI's logprobs.content entries, when asked for
 
     def _params(self) -> og.GeneratorParams:
         s, engine = self.sampling, self.engine
@@ -125,6 +143,8 @@ class Generation:
             options["min_length"] = len(self.prompt_ids) + s.min_tokens
         params = og.GeneratorParams(engine.model)
         params.set_search_options(**options)
+        if s.json_schema is not None:
+            params.set_guidance("json_schema", s.json_schema)
         return params
 
     def __iter__(self) -> Iterator[str]:
@@ -137,12 +157,17 @@ class Generation:
                 if self.cancel.is_set():
                     self.finish_reason = "cancelled"
                     return
+                # the logits of the token about to be chosen: read before choosing, genai computes them
+                # once for both (read after, they would be the next position's, at the cost of a forward)
+                logits = generator.get_logits() if self.sampling.logprobs is not None else None
                 generator.generate_next_token()
                 token = int(generator.get_next_tokens()[0])
                 self.completion_tokens += 1
                 if token in self.engine.eos_ids:
                     self.finish_reason = "stop"
                     break
+                if logits is not None:
+                    self.logprobs.append(self._logprob(logits, token))
                 text = stops.feed(stream.decode(token))
                 if text:
                     yield text
@@ -155,6 +180,21 @@ class Generation:
                 yield tail
         finally:
             del generator  # frees its KV cache now, not at the next garbage collection
+
+    def _logprob(self, logits: np.ndarray, token: int) -> dict[str, Any]:
+        """OpenAI's entry for one token: its log-probability under the model and the likeliest others."""
+        row = np.asarray(logits, dtype=np.float64).reshape(-1)
+        logprobs = row - row.max() - np.log(np.exp(row - row.max()).sum())
+        top = np.argsort(-logprobs)[: self.sampling.logprobs or 0]
+        return self._entry(token, logprobs) | {"top_logprobs": [self._entry(int(t), logprobs) for t in top]}
+
+    def _entry(self, token: int, logprobs: np.ndarray) -> dict[str, Any]:
+        text = self.engine.tokenizer.decode([token])
+        return {"token": text, "logprob": float(logprobs[token]), "bytes": list(text.encode())}
+
+
+class GenerationError(ValueError):
+    """The request cannot be generated as asked (e.g. a JSON schema the constraint engine rejects)."""
 
 
 def _tokenizer_config(folder: Path) -> dict:

@@ -169,6 +169,8 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
         ({"input": [10**9]}, "input"),
         ({"input": "x", "dimensions": 0}, "dimensions"),
         ({"input": "x", "encoding_format": "int8"}, "encoding_format"),
+        ({"input": 5}, "input"),  # not "input.str": pydantic's union members are no parameter
+        ({"input": [{"text": "x"}]}, "input"),
     ],
 )
 def test_bad_requests_raise_bad_request_error(client: openai.OpenAI, kwargs: dict, param: str) -> None:
@@ -176,6 +178,7 @@ def test_bad_requests_raise_bad_request_error(client: openai.OpenAI, kwargs: dic
         client.embeddings.create(model="all-MiniLM-L6-v2", **kwargs)
     error = info.value.body
     assert error["type"] == "invalid_request_error" and error["param"] == param and error["message"]
+    assert "input." not in error["message"] and "list[" not in error["message"]
 
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:

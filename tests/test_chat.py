@@ -141,7 +141,8 @@ def test_fit_drops_history_then_sources() -> None:
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
         ({"max_tokens": 5000}, "max_tokens"),
         ({"messages": []}, "messages"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0]"),
         ({"model": "all-MiniLM-L6-v2"}, "model"),
     ],
 )

@@ -1,0 +1,110 @@
+"""POST /v1/completions: OpenAI's legacy text completion (what LlamaIndex's OpenAILike calls by
+default, and llama-server and vLLM serve), on the same chat models, engine and queue as chat."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from api.chat import refuse_unsupported, sampling_of
+from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
+from api.errors import error_body
+from api.routes import JSON
+from onnxvec.chat import ChatService, Prepared
+from onnxvec.generate import Sampling
+from onnxvec.microbatch import Overloaded
+from onnxvec.service import InvalidRequest
+
+router = APIRouter(prefix="/v1")
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
+
+
+def _prompts(body: CompletionRequest) -> list[str]:
+    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+    if not prompts or any(not p for p in prompts):
+        raise InvalidRequest("'prompt' must be a non-empty string or a list of them.", "prompt")
+    return prompts
+
+
+def _sampling(body: CompletionRequest) -> Sampling:
+    refuse_unsupported(body)
+    for name, given in (("suffix", body.suffix), ("logprobs", body.logprobs), ("best_of", (body.best_of or 1) > 1)):
+        if given:
+            raise InvalidRequest(f"'{name}' is not supported on /v1/completions by onnxvec.", name)
+    return sampling_of(body, body.max_tokens or DEFAULT_MAX_TOKENS)
+
+
+@router.post("/completions", response_model=Completion, responses=COMPLETION_RESPONSES)
+async def completions(body: CompletionRequest, request: Request) -> JSON | StreamingResponse:
+    chat: ChatService = request.app.state.chat
+    sampling = _sampling(body)
+    prepared = [await chat.prepare_text(body.model, prompt, sampling) for prompt in _prompts(body)]
+    chat.admit(prepared[0].engine.name)
+    head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared[0].engine.name}
+    if body.stream:
+        events = _events(chat, prepared, body, sampling, head, request.app.state.metrics)
+        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    choices, completion_tokens = [], 0
+    for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
+        generation = chat.start(prompt, sampling, number)
+        text = "".join([delta async for delta in chat.stream(generation)])
+        completion_tokens += generation.completion_tokens
+        request.app.state.metrics.on_generation(prompt.engine.name, generation)
+        echoed = _prompts(body)[index // body.n] if body.echo else ""
+        choices.append({"text": echoed + text, "index": index, "logprobs": None, "finish_reason": _finish(generation)})
+    return JSON(
+        head | {"object": "text_completion", "choices": choices, "usage": _usage(prepared, body.n, completion_tokens)}
+    )
+
+
+def _choices(prepared: list[Prepared], n: int) -> list[tuple[int, Prepared]]:
+    """OpenAI's order: n choices per prompt, index = prompt number * n + choice."""
+    return [(number * n + choice, prompt) for number, prompt in enumerate(prepared) for choice in range(n)]
+
+
+def _finish(generation: Any) -> str:
+    return "length" if generation.finish_reason == "length" else "stop"
+
+
+def _usage(prepared: list[Prepared], n: int, completion_tokens: int) -> dict[str, int]:
+    prompt_tokens = sum(len(p.prompt_ids) for p in prepared) * n
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+async def _events(
+    chat: ChatService, prepared: list[Prepared], body: CompletionRequest, sampling: Sampling, head: dict, metrics: Any
+) -> AsyncIterator[bytes]:
+    """text_completion chunks: text deltas per choice, then its finish_reason; usage if asked for."""
+
+    def event(choices: list[dict], **extra: Any) -> bytes:
+        return b"data: " + orjson.dumps(head | {"object": "text_completion", "choices": choices} | extra) + b"\n\n"
+
+    completion_tokens = 0
+    try:
+        for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
+            if body.echo:
+                echoed = _prompts(body)[index // body.n]
+                yield event([{"text": echoed, "index": index, "logprobs": None, "finish_reason": None}])
+            generation = chat.start(prompt, sampling, number)
+            try:
+                async for delta in chat.stream(generation):
+                    yield event([{"text": delta, "index": index, "logprobs": None, "finish_reason": None}])
+            finally:  # also when the client went away: counted as cancelled
+                metrics.on_generation(prompt.engine.name, generation)
+            completion_tokens += generation.completion_tokens
+            yield event([{"text": "", "index": index, "logprobs": None, "finish_reason": _finish(generation)}])
+        if body.stream_options and body.stream_options.include_usage:
+            yield event([], usage=_usage(prepared, body.n, completion_tokens))
+    except Overloaded as exc:
+        yield b"data: " + orjson.dumps(error_body(429, str(exc), code="too_many_requests")) + b"\n\n"
+    yield b"data: [DONE]\n\n"
