@@ -18,9 +18,10 @@ from sqlalchemy import Engine
 
 from onnxvec import db, services, store
 from onnxvec.config import Settings, get_settings
+from onnxvec.cpu import cpu_signature
 from onnxvec.embed import EmbeddingEngine
 from onnxvec.ingest import new_collection
-from onnxvec.modelstore import ModelError, ModelStore, cpu_signature
+from onnxvec.modelstore import ModelError, ModelStore
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 services_app = typer.Typer(no_args_is_help=True, help="Embedded PostgreSQL+pgvector and Redis.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import platform
 import shutil
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel
 
 from onnxvec.catalog import CATALOG, OPENAI_ENCODING, WheelFile
+from onnxvec.cpu import Precision, cpu_signature
 from onnxvec.export import export_to_onnx, require_export_tools
 
 MANIFEST = "manifest.json"
@@ -37,34 +37,6 @@ class ModelError(Exception):
 
 class ModelNotFound(ModelError):
     pass
-
-
-def cpu_signature() -> str:
-    """The integer-kernel family ONNX Runtime takes on this CPU: int8 vectors and int8 speed move with it."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return platform.machine()
-    for flag, name in [
-        ("amx_int8", "amx"),
-        ("avx512_vnni", "avx512-vnni"),
-        ("avx_vnni", "avx-vnni"),
-        ("avx512bw", "avx512"),
-        ("avx2", "avx2"),
-    ]:
-        if flag in flags:
-            return name
-    return platform.machine()
-
-
-class Precision(BaseModel):
-    """Which variant of an encoder runs, measured on the CPU named here (onnxvec/precision.py)."""
-
-    variant: str  # "fp32" or an int8 scheme
-    cpu: str
-    reason: str
-    measured: dict[str, dict[str, float]]  # variant -> min_cosine, mean_cosine, speedup over fp32
-    fallback_onnx_file: str | None = None  # the fp32 file, kept beside an int8 choice
 
 
 class ModelManifest(BaseModel):

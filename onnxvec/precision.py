@@ -22,8 +22,8 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxvec.batch import plan_batches
+from onnxvec.cpu import Precision, cpu_signature
 from onnxvec.embed import l2_normalize, pad_batch, pool, session_options
-from onnxvec.modelstore import Precision, cpu_signature
 from onnxvec.quantize import Int8, WeightType, matmul_inputs, quantize_encoder, smooth_encoder
 from onnxvec.tokenize import TextTokenizer
 

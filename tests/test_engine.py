@@ -11,8 +11,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from onnxvec.config import Settings
+from onnxvec.cpu import cpu_signature
 from onnxvec.embed import EmbeddingEngine
-from onnxvec.modelstore import ModelStore, cpu_signature
+from onnxvec.modelstore import ModelStore
 from onnxvec.precision import MEAN_COSINE, MIN_COSINE, QUALITY_TEXTS
 from onnxvec.quantize import quantize_encoder
 
