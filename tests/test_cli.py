@@ -56,9 +56,16 @@ def test_embed_json(settings: Settings, embedder: EmbeddingEngine) -> None:
 def test_models_show_and_errors(settings: Settings, embedder: EmbeddingEngine) -> None:
     shown = onnxvec(settings, "models", "show", "all-MiniLM-L6-v2")
     assert shown.returncode == 0
-    assert json.loads(shown.stdout)["corrupt_files"] == []
+    manifest = json.loads(shown.stdout)
+    assert manifest["corrupt_files"] == []
+    # which variant runs on this CPU, and why (measured at pull)
+    runs = manifest["runs_here"]
+    assert runs["variant"] == manifest["precision"]["variant"] and runs["why"] == manifest["precision"]["reason"]
     missing = onnxvec(settings, "models", "show", "nope")
-    assert missing.returncode == 1 and "not pulled" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "does not exist here" in missing.stderr and "Traceback" not in missing.stderr
+    assert "models pull" not in missing.stderr and "all-MiniLM-L6-v2" in missing.stderr
+    catalog = onnxvec(settings, "models", "show", "all-MiniLM-L6-v2-int8")
+    assert catalog.returncode == 1 and "onnxvec models pull all-MiniLM-L6-v2-int8" in catalog.stderr
 
 
 def test_services_status_and_collections(settings: Settings, endpoints: Endpoints) -> None:

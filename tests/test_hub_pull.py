@@ -196,7 +196,8 @@ def test_pull_hub_with_include_patterns(
         assert sha256_file(folder / name) == digest == hashlib.sha256(hub.files[name]).hexdigest()
     assert not [path for _, path, _ in hub.requests if "pytorch_model.bin" in path or "README.md" in path]
     assert {auth for _, _, auth in hub.requests} == {None}  # no token configured, none leaked from the host
-    assert [p.name for p in store.root.iterdir()] == ["hub-minilm"]
+    # the model and the shared cl100k_base encoding (onnxvec/openai_tokens.py), no staging leftovers
+    assert sorted(p.name for p in store.root.iterdir()) == [".tiktoken", "hub-minilm"]
 
     engine = EmbeddingEngine(store.get("hub-minilm"), store, settings)
     np.testing.assert_allclose(engine.embed(SENTENCES).vectors, embedder.embed(SENTENCES).vectors, atol=1e-6)
