@@ -25,20 +25,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
 
 
-def refuse_unsupported(body: GenerationFields) -> None:
-    """Parameters onnxruntime-genai cannot honour are refused with the field's name, never ignored."""
-    for name in ("frequency_penalty", "presence_penalty"):
-        if getattr(body, name):
-            raise InvalidRequest(f"'{name}' is not supported by onnxruntime-genai; use 'repetition_penalty'.", name)
-    if body.logit_bias:
-        raise InvalidRequest("'logit_bias' is not supported by onnxruntime-genai.", "logit_bias")
-
-
 def sampling_of(body: GenerationFields, max_tokens: int | None, **extra: Any) -> Sampling:
-    """The sampling fields chat and legacy completions share."""
+    """The sampling fields chat and legacy completions share (fields these models cannot honour are
+    refused by the request models themselves: api/chat_schemas.py)."""
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    if len(stops) > 4 or any(not s for s in stops):
-        raise InvalidRequest("'stop' takes up to 4 non-empty strings.", "stop")
     return Sampling(
         max_tokens=max_tokens,
         min_tokens=body.min_tokens,
@@ -53,17 +43,8 @@ def sampling_of(body: GenerationFields, max_tokens: int | None, **extra: Any) ->
 
 
 def to_request(body: ChatCompletionRequest, default_collection: str | None) -> ChatRequest:
-    """The core request: tools are refused (no tool-call template or parser here); response_format
-    constrains the output with genai's guidance; logprobs come from the model's logits."""
-    refuse_unsupported(body)
-    if body.tools or (body.tool_choice not in (None, "none")):
-        raise InvalidRequest("'tools' are not supported: onnxvec's chat models have no tool calling.", "tools")
-    for index, message in enumerate(body.messages):
-        if message.role == "tool" or message.tool_calls:
-            raise InvalidRequest(
-                "Tool messages and tool calls are not supported: onnxvec's chat models have no tool calling.",
-                f"messages[{index}]",
-            )
+    """The core request: response_format constrains the output with genai's guidance; logprobs come
+    from the model's logits."""
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", "top_logprobs")
     sampling = sampling_of(

@@ -7,7 +7,7 @@ with its name (api/chat.py), and an unknown one is a 400, as at OpenAI: nothing 
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -15,6 +15,7 @@ from pydantic.json_schema import SkipJsonSchema
 from api.schemas import JsonInt, MetadataFilter, Positive, error_responses, omitted
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class TextPart(BaseModel):
@@ -27,11 +28,10 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)  # e.g. an echoed assistant message's "refusal"
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant"] = Field(description="no tool role: no tool calling")
     content: str | list[TextPart] | None = None
     name: str | None = None
-    tool_calls: list[dict[str, Any]] | None = Field(default=None, description="refused: no tool calling here")
-    tool_call_id: str | None = None
+    tool_calls: None = Field(default=None, description="refused: these models have no tool calling")
 
     def as_plain(self) -> dict[str, str]:
         """The message as the chat template takes it: developer is system, text parts joined."""
@@ -86,13 +86,19 @@ class GenerationFields(BaseModel):
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: Positive | None = Field(default=None, description="onnxvec: sample from the k likeliest tokens")
     n: JsonInt = Field(default=1, ge=1, le=8)
-    stop: str | list[str] | None = Field(default=None)
+    stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=4)] | None = Field(
+        default=None, description="up to 4 strings, cut from the output"
+    )
     seed: JsonInt | None = Field(default=None, ge=0, le=2**63 - 1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2, description="refused unless 0")
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2, description="refused unless 0")
-    logit_bias: dict[str, float] | None = Field(default=None, description="refused unless empty")
+    frequency_penalty: float | None = Field(
+        default=None, ge=0, le=0, description="0 only: onnxruntime-genai has repetition_penalty instead"
+    )
+    presence_penalty: float | None = Field(
+        default=None, ge=0, le=0, description="0 only: onnxruntime-genai has repetition_penalty instead"
+    )
+    logit_bias: dict[str, float] | None = Field(default=None, max_length=0, description="empty only: not supported")
     repetition_penalty: float | None = Field(default=None, gt=0, le=10, description="onnxvec: genai's penalty")
     user: str | None = None
 
@@ -104,8 +110,10 @@ class ChatCompletionRequest(GenerationFields):
     response_format: ResponseFormat | None = Field(default=None, description="json_object / json_schema: enforced")
     logprobs: bool = False
     top_logprobs: JsonInt | None = Field(default=None, ge=0, le=20)
-    tools: list[dict[str, Any]] | None = Field(default=None, description="refused: no tool calling here")
-    tool_choice: str | dict[str, Any] | None = Field(default=None, description="only none")
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, max_length=0, description="empty only: these models have no tool calling"
+    )
+    tool_choice: Literal["none"] | None = Field(default=None, description="none only: no tool calling")
     parallel_tool_calls: bool | None = None
     collection: str | None = Field(default=None, description="onnxvec: answer from this collection (RAG)")
     k: JsonInt = Field(default=4, ge=1, le=50, description="onnxvec: chunks to retrieve")
@@ -114,12 +122,12 @@ class ChatCompletionRequest(GenerationFields):
 
 
 class CompletionRequest(GenerationFields):
-    prompt: str | list[str]
+    prompt: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1)]
     max_tokens: Positive | None = Field(default=None, description="default 16, as at OpenAI")
     echo: bool = False
-    suffix: str | None = Field(default=None, description="refused")
-    logprobs: JsonInt | None = Field(default=None, ge=0, le=5, description="refused")
-    best_of: JsonInt | None = Field(default=None, ge=1, le=20, description="refused above 1")
+    suffix: None = Field(default=None, description="not supported")
+    logprobs: None = Field(default=None, description="not supported on this endpoint (chat has logprobs)")
+    best_of: Literal[1] | None = Field(default=None, description="1 only")
 
 
 class ChatCompletionMessage(BaseModel):

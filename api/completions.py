@@ -12,38 +12,26 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from api.chat import refuse_unsupported, sampling_of
+from api.chat import sampling_of
 from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
 from api.errors import error_body
 from api.routes import JSON
 from onnxvec.chat import ChatService, Prepared
 from onnxvec.generate import Sampling
 from onnxvec.microbatch import Overloaded
-from onnxvec.service import InvalidRequest
 
 router = APIRouter(prefix="/v1")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
 
 
 def _prompts(body: CompletionRequest) -> list[str]:
-    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
-    if not prompts or any(not p for p in prompts):
-        raise InvalidRequest("'prompt' must be a non-empty string or a list of them.", "prompt")
-    return prompts
-
-
-def _sampling(body: CompletionRequest) -> Sampling:
-    refuse_unsupported(body)
-    for name, given in (("suffix", body.suffix), ("logprobs", body.logprobs), ("best_of", (body.best_of or 1) > 1)):
-        if given:
-            raise InvalidRequest(f"'{name}' is not supported on /v1/completions by onnxvec.", name)
-    return sampling_of(body, body.max_tokens or DEFAULT_MAX_TOKENS)
+    return [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
 
 
 @router.post("/completions", response_model=Completion, responses=COMPLETION_RESPONSES)
 async def completions(body: CompletionRequest, request: Request) -> JSON | StreamingResponse:
     chat: ChatService = request.app.state.chat
-    sampling = _sampling(body)
+    sampling = sampling_of(body, body.max_tokens or DEFAULT_MAX_TOKENS)
     prepared = [await chat.prepare_text(body.model, prompt, sampling) for prompt in _prompts(body)]
     chat.admit(prepared[0].engine.name)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared[0].engine.name}

@@ -139,8 +139,8 @@ class Generation:
                 options[key] = value
         if s.seed is not None:
             options["random_seed"] = s.seed
-        if s.min_tokens:
-            options["min_length"] = len(self.prompt_ids) + s.min_tokens
+        if s.min_tokens:  # never past max_length, which genai would refuse
+            options["min_length"] = len(self.prompt_ids) + min(s.min_tokens, room, s.max_tokens or room)
         params = og.GeneratorParams(engine.model)
         params.set_search_options(**options)
         if s.json_schema is not None:

@@ -142,7 +142,7 @@ def test_fit_drops_history_then_sources() -> None:
         ({"max_tokens": 5000}, "max_tokens"),
         ({"messages": []}, "messages"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0]"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
         ({"model": "all-MiniLM-L6-v2"}, "model"),
     ],
 )

@@ -92,20 +92,11 @@ def test_bad_completion_parameters_are_400(chat_api, body: dict, param: str) -> 
     ("body", "param"),
     [
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"tool_choice": "required"}, "tools"),
-        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages[0]"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"messages": [{"role": "tool", "content": "42", "tool_call_id": "c1"}]}, "messages.0.role"),
         (
-            {
-                "messages": [
-                    *HELLO,
-                    {
-                        "role": "assistant",
-                        "content": None,
-                        "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
-                    },
-                ]
-            },
-            "messages[1]",
+            {"messages": [*HELLO, {"role": "assistant", "content": None, "tool_calls": [TOOL_CALL]}]},
+            "messages.1.tool_calls",
         ),
         ({"top_logprobs": 2}, "top_logprobs"),
         (
