@@ -20,6 +20,7 @@ from onnxvec.chat import ChatRequest, ChatService, Prepared
 from onnxvec.generate import Sampling
 from onnxvec.microbatch import Overloaded
 from onnxvec.service import InvalidRequest
+from onnxvec.store import metadata_filter
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
@@ -45,6 +46,9 @@ def sampling_of(body: GenerationFields, max_tokens: int | None, **extra: Any) ->
 def to_request(body: ChatCompletionRequest, default_collection: str | None) -> ChatRequest:
     """The core request: response_format constrains the output with genai's guidance; logprobs come
     from the model's logits."""
+    collection = body.collection or default_collection
+    if body.filter is not None:
+        metadata_filter(body.filter)  # its grammar is checked now, not only if a search runs (schemathesis)
     if body.top_logprobs is not None and not body.logprobs:
         raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", "top_logprobs")
     sampling = sampling_of(
@@ -58,7 +62,7 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
         model=body.model,
         sampling=sampling,
         n=body.n,
-        collection=body.collection or default_collection,
+        collection=collection,
         k=body.k,
         filter=body.filter,
         min_score=body.min_score,

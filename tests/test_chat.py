@@ -144,6 +144,7 @@ def test_fit_drops_history_then_sources() -> None:
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
         ({"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
         ({"model": "all-MiniLM-L6-v2"}, "model"),
+        ({"filter": {"year": {"$regex": "x"}}}, "filter"),  # checked even without a collection to search
     ],
 )
 def test_bad_parameters_are_400(chat_api, body: dict, param: str) -> None:
