@@ -3,6 +3,7 @@ default, and llama-server and vLLM serve), on the same chat models, engine and q
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,23 +21,22 @@ from onnxvec.chat import ChatService, Prepared
 from onnxvec.generate import Sampling
 from onnxvec.microbatch import Overloaded
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
-
-
-def _prompts(body: CompletionRequest) -> list[str]:
-    return [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
 
 
 @router.post("/completions", response_model=Completion, responses=COMPLETION_RESPONSES)
 async def completions(body: CompletionRequest, request: Request) -> JSON | StreamingResponse:
     chat: ChatService = request.app.state.chat
     sampling = sampling_of(body, body.max_tokens or DEFAULT_MAX_TOKENS)
-    prepared = [await chat.prepare_text(body.model, prompt, sampling) for prompt in _prompts(body)]
+    prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+    prepared = [await chat.prepare_text(body.model, prompt, sampling) for prompt in prompts]
+    echoes = prompts if body.echo else [""] * len(prompts)
     chat.admit(prepared[0].engine.name)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared[0].engine.name}
     if body.stream:
-        events = _events(chat, prepared, body, sampling, head, request.app.state.metrics)
+        events = _events(chat, prepared, echoes, body, sampling, head, request.app.state.metrics)
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
     choices, completion_tokens = [], 0
     for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
@@ -44,8 +44,8 @@ async def completions(body: CompletionRequest, request: Request) -> JSON | Strea
         text = "".join([delta async for delta in chat.stream(generation)])
         completion_tokens += generation.completion_tokens
         request.app.state.metrics.on_generation(prompt.engine.name, generation)
-        echoed = _prompts(body)[index // body.n] if body.echo else ""
-        choices.append({"text": echoed + text, "index": index, "logprobs": None, "finish_reason": _finish(generation)})
+        text = echoes[index // body.n] + text
+        choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": _finish(generation)})
     return JSON(
         head | {"object": "text_completion", "choices": choices, "usage": _usage(prepared, body.n, completion_tokens)}
     )
@@ -70,7 +70,13 @@ def _usage(prepared: list[Prepared], n: int, completion_tokens: int) -> dict[str
 
 
 async def _events(
-    chat: ChatService, prepared: list[Prepared], body: CompletionRequest, sampling: Sampling, head: dict, metrics: Any
+    chat: ChatService,
+    prepared: list[Prepared],
+    echoes: list[str],
+    body: CompletionRequest,
+    sampling: Sampling,
+    head: dict,
+    metrics: Any,
 ) -> AsyncIterator[bytes]:
     """text_completion chunks: text deltas per choice, then its finish_reason; usage if asked for."""
 
@@ -80,9 +86,8 @@ async def _events(
     completion_tokens = 0
     try:
         for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
-            if body.echo:
-                echoed = _prompts(body)[index // body.n]
-                yield event([{"text": echoed, "index": index, "logprobs": None, "finish_reason": None}])
+            if echo := echoes[index // body.n]:
+                yield event([{"text": echo, "index": index, "logprobs": None, "finish_reason": None}])
             generation = chat.start(prompt, sampling, number)
             try:
                 async for delta in chat.stream(generation):
@@ -93,6 +98,9 @@ async def _events(
             yield event([{"text": "", "index": index, "logprobs": None, "finish_reason": _finish(generation)}])
         if body.stream_options and body.stream_options.include_usage:
             yield event([], usage=_usage(prepared, body.n, completion_tokens))
-    except Overloaded as exc:
+    except Overloaded as exc:  # the status line is gone: report it in the stream, as chat does
         yield b"data: " + orjson.dumps(error_body(429, str(exc), code="too_many_requests")) + b"\n\n"
+    except Exception:
+        log.exception("generation failed mid-stream")
+        yield b"data: " + orjson.dumps(error_body(500, "The generation failed; see the server log.")) + b"\n\n"
     yield b"data: [DONE]\n\n"
