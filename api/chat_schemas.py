@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas import JsonInt, MetadataFilter, Positive, error_responses, omitted
+from api.schemas import JsonInt, MetadataFilter, Positive, error_responses, event_stream, int_range, omitted
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -55,7 +55,14 @@ class JsonSchemaFormat(BaseModel):
 
 
 class ResponseFormat(BaseModel):
-    model_config = _REQUEST
+    model_config = ConfigDict(
+        **_REQUEST,
+        # stated in the document too, so that clients and schemathesis know it
+        json_schema_extra={
+            "if": {"properties": {"type": {"const": "json_schema"}}},
+            "then": {"properties": {"json_schema": {"type": "object"}}, "required": ["json_schema"]},
+        },
+    )
 
     type: Literal["text", "json_object", "json_schema"]
     json_schema: JsonSchemaFormat | None = None
@@ -81,7 +88,7 @@ class GenerationFields(BaseModel):
     model_config = _REQUEST
 
     model: str | None = None
-    min_tokens: JsonInt | None = Field(default=None, ge=0, description="onnxvec (as vLLM): no end token before this")
+    min_tokens: int_range(0) | None = Field(default=None, description="onnxvec (as vLLM): no end token before this")
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     top_k: Positive | None = Field(default=None, description="onnxvec: sample from the k likeliest tokens")
@@ -89,7 +96,9 @@ class GenerationFields(BaseModel):
     stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=4)] | None = Field(
         default=None, description="up to 4 strings, cut from the output"
     )
-    seed: JsonInt | None = Field(default=None, ge=0, le=2**63 - 1)
+    seed: JsonInt | None = Field(
+        default=None, description="same seed, same text; any integer, taken modulo 2^31 (the model's seed is 31-bit)"
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     frequency_penalty: float | None = Field(
@@ -104,12 +113,21 @@ class GenerationFields(BaseModel):
 
 
 class ChatCompletionRequest(GenerationFields):
+    model_config = ConfigDict(
+        **_REQUEST,
+        # top_logprobs needs logprobs: true (as at OpenAI); stated here so that clients and schemathesis know
+        json_schema_extra={
+            "if": {"properties": {"top_logprobs": {"type": "integer"}}, "required": ["top_logprobs"]},
+            "then": {"properties": {"logprobs": {"const": True}}, "required": ["logprobs"]},
+        },
+    )
+
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: Positive | None = None
     max_completion_tokens: Positive | None = None
     response_format: ResponseFormat | None = Field(default=None, description="json_object / json_schema: enforced")
     logprobs: bool = False
-    top_logprobs: JsonInt | None = Field(default=None, ge=0, le=20)
+    top_logprobs: int_range(0, 20) | None = None
     tools: list[dict[str, Any]] | None = Field(
         default=None, max_length=0, description="empty only: these models have no tool calling"
     )
@@ -218,13 +236,7 @@ CHAT_STREAM = (
 CHAT_COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The completion, or its stream of chunks (see text/event-stream)",
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string", "description": CHAT_STREAM},
-                "example": 'data: {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m", '
-                '"choices": [{"index": 0, "delta": {"content": "Paris"}, "finish_reason": null}]}\n\ndata: [DONE]\n\n',
-            }
-        },
+        "content": event_stream("ChatCompletionChunk", CHAT_STREAM),
     },
     **error_responses(400, 404, 413, 503),  # api/app.py adds 401, 429 (and 503) to every /v1 route
 }
@@ -252,7 +264,7 @@ class Completion(BaseModel):
 COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The completion, or its stream of text_completion chunks ending with data: [DONE]",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": event_stream("Completion", "text_completion chunks, each a Completion, then `data: [DONE]`"),
     },
     **error_responses(400, 404, 413, 503),
 }

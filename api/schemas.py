@@ -21,9 +21,16 @@ def _integral(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, Strict(), BeforeValidator(_integral)]
-# bounds go before the validators, or pydantic documents an optional field's bound as "ge", not "minimum"
-Positive = Annotated[int, Field(ge=1), Strict(), BeforeValidator(_integral)]
-UpToMaxK = Annotated[int, Field(ge=1, le=MAX_K), Strict(), BeforeValidator(_integral)]
+
+
+def int_range(ge: int, le: int | None = None) -> Any:
+    """A JSON integer in [ge, le]. The bounds go before the validators, or pydantic documents an
+    optional field's bound as "ge" (which JSON Schema does not know), not "minimum"."""
+    return Annotated[int, Field(ge=ge, le=le), Strict(), BeforeValidator(_integral)]
+
+
+Positive = int_range(1)
+UpToMaxK = int_range(1, MAX_K)
 
 # Documented here, enforced where the errors name their parameter as OpenAI does: onnxvec.service
 # (empty inputs, negative token ids: 400 with param "input") and onnxvec.store (filters: 400).
@@ -143,6 +150,24 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ErrorResponse, "description": _ERRORS[code]}
         | ({"headers": _RETRY_AFTER} if code == 429 else {})
         for code in sorted({*codes, 500})
+    }
+
+
+def event_stream(chunk: str, description: str) -> dict[str, Any]:
+    """A `text/event-stream` media type whose events carry `data:` the chunk model as JSON, an
+    ErrorResponse when a generation fails mid-stream, or the closing `[DONE]` (OpenAPI 3.1: the
+    schema describes one event)."""
+    body = {"anyOf": [{"$ref": f"#/components/schemas/{chunk}"}, {"$ref": "#/components/schemas/ErrorResponse"}]}
+    data = {
+        "anyOf": [
+            {"const": "[DONE]"},
+            {"type": "string", "contentMediaType": "application/json", "contentSchema": body},
+        ]
+    }
+    return {
+        "text/event-stream": {
+            "schema": {"type": "object", "required": ["data"], "properties": {"data": data}, "description": description}
+        }
     }
 
 

@@ -24,7 +24,7 @@ from onnxvec.generate import ChatEngine, Generation, GenerationError, Sampling
 from onnxvec.microbatch import Overloaded
 from onnxvec.modelstore import ModelManifest, ModelStore
 from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
-from onnxvec.search import search_text
+from onnxvec.search import find_collection, search_text
 from onnxvec.service import EmbeddingService, InvalidRequest
 
 
@@ -146,7 +146,8 @@ class ChatService:
     async def retrieve(self, request: ChatRequest) -> list[store.Hit]:
         """Top-k chunks of the collection for the last user message, above the minimum score."""
         query = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
-        if not query:
+        if not query:  # an unknown collection is still a 404 first, as on every route that names one
+            await asyncio.to_thread(find_collection, self.db, request.collection or "")
             raise InvalidRequest("Retrieval needs a user message to search with.", "messages")
         found = await search_text(
             self.db, self.embeddings, request.collection or "", query, request.k, filter=request.filter

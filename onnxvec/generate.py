@@ -20,6 +20,8 @@ import onnxruntime_genai as og
 
 from onnxvec.modelstore import ModelError
 
+GENAI_SEEDS = 2**31  # random_seed takes [0, 2**31); -1 would mean "random"
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -80,6 +82,7 @@ class ChatEngine:
         self.name = name
         config = json.loads((folder / "genai_config.json").read_text())["model"]
         self.context_length: int = int(config["context_length"])
+        self.vocab_size: int = int(config.get("vocab_size", 2**31 - 1))  # top_k's bound in genai
         eos = config.get("eos_token_id", [])
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.has_template = (folder / "chat_template.jinja").is_file() or "chat_template" in _tokenizer_config(folder)
@@ -134,11 +137,12 @@ class Generation:
             options["do_sample"] = s.temperature > 0
             if s.temperature > 0:
                 options["temperature"] = s.temperature
-        for key, value in (("top_p", s.top_p), ("top_k", s.top_k), ("repetition_penalty", s.repetition_penalty)):
+        top_k = None if s.top_k is None else min(s.top_k, engine.vocab_size)  # genai refuses more: same sampling
+        for key, value in (("top_p", s.top_p), ("top_k", top_k), ("repetition_penalty", s.repetition_penalty)):
             if value is not None:
                 options[key] = value
-        if s.seed is not None:
-            options["random_seed"] = s.seed
+        if s.seed is not None:  # OpenAI's seed is 64-bit, genai's a signed 32-bit int: larger ones fold
+            options["random_seed"] = s.seed % GENAI_SEEDS
         if s.min_tokens:  # never past max_length, which genai would refuse
             options["min_length"] = len(self.prompt_ids) + min(s.min_tokens, room, s.max_tokens or room)
         params = og.GeneratorParams(engine.model)

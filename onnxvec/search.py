@@ -35,14 +35,15 @@ async def search_text(
     ef_search: int = 100,
 ) -> SearchResult:
     """CollectionNotFound, StoreError (bad filter) and the embedding service's errors pass through."""
-    found = await asyncio.to_thread(_collection, db, collection)
+    found = await asyncio.to_thread(find_collection, db, collection)
     manifest = embeddings.manifest(found.model)
     _, result = await embeddings.embed(manifest.name, query, prefix=manifest.query_prefix)
     hits = await asyncio.to_thread(_search, db, found, result.vectors[0], k, filter, ef_search)
     return SearchResult(found, hits, result.encoded.tokens[0])
 
 
-def _collection(db: Engine, name: str) -> store.Collection:
+def find_collection(db: Engine, name: str) -> store.Collection:
+    """The named collection; CollectionNotFound (a 404) when there is none."""
     with db.connect() as conn:
         return store.get_collection(conn, name)
 

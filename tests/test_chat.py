@@ -61,6 +61,25 @@ def test_seed_is_deterministic_and_n_choices_differ(chat_api) -> None:
     assert other == texts[1]  # choice i runs with seed + i: seed 8's first choice is seed 7's second
 
 
+def test_top_k_past_the_vocabulary_samples_from_all_of_it(chat_api, model_store) -> None:
+    """genai refuses top_k over the vocabulary (a 10^12 one was a 500): it means every token."""
+    vocab = json.loads((model_store.path("tiny-chat") / "genai_config.json").read_text())["model"]["vocab_size"]
+    texts = [
+        _chat(chat_api, max_tokens=12, temperature=1, seed=4, top_k=k).json()["choices"][0]["message"]["content"]
+        for k in (10**12, vocab)
+    ]
+    assert texts[0] == texts[1]
+
+
+def test_a_64_bit_seed_is_taken_and_deterministic(chat_api) -> None:
+    """OpenAI's seed is an int64; genai's is 31-bit (a larger one raised a 500): it folds, modulo 2^31."""
+    big = -(2**63)
+    texts = [_chat(chat_api, max_tokens=12, temperature=1, seed=big).json() for _ in range(2)]
+    assert texts[0]["choices"][0]["message"]["content"] == texts[1]["choices"][0]["message"]["content"]
+    folded = _chat(chat_api, max_tokens=12, temperature=1, seed=big % 2**31).json()
+    assert folded["choices"][0]["message"]["content"] == texts[0]["choices"][0]["message"]["content"]
+
+
 def test_streaming_matches_plain_and_ends_with_usage(chat_api) -> None:
     plain = _chat(chat_api, max_tokens=10, temperature=1, seed=3).json()
     streamed = _chat(

@@ -33,6 +33,13 @@ def keyed_api(start_api, engine: Engine, embedder: EmbeddingEngine):
 
 
 @pytest.fixture(scope="module")
+def chat_schema(start_api, tiny_chat: str) -> schemathesis.BaseSchema:
+    """Chat and legacy completions on a keyed server whose chat model is the tiny one."""
+    server = start_api(api_keys=KEY, chat_model=tiny_chat)
+    return schemathesis.openapi.from_url(server.url + "/openapi.json")
+
+
+@pytest.fixture(scope="module")
 def api_schema(keyed_api) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(keyed_api.url + "/openapi.json")
 
@@ -44,12 +51,16 @@ def _pytest9_node_id(request: pytest.FixtureRequest) -> None:
         request.node._nodeid = request.node.nodeid
 
 
-# Chat and legacy completions declare their bodies too, but are left out of the generated run: their
-# limits depend on the chat model (context length, which fields it refuses), and each case generates
-# text; tests/test_chat.py and tests/test_completions.py drive them with the openai client instead.
-schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="^/v1/(chat/)?completions$")
+GENERATION = "^/v1/(chat/)?completions$"
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex=GENERATION)
 
 CL100K_TOKENS = 100_256  # ids 0..100255 are cl100k_base's ordinary tokens (ONNXVEC_TOKEN_IDS' default)
+
+
+def under(value: object, bound: int, low: int) -> object:
+    """A whole number at or past `bound` brought into [low, bound); anything else as it is."""
+    whole = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+    return low + int(value) % (bound - low) if whole and value >= bound else value
 
 
 def within_model_limits(body: object, dims: int) -> None:
@@ -59,11 +70,6 @@ def within_model_limits(body: object, dims: int) -> None:
     such bound, so no invalid request becomes a valid one."""
     if not isinstance(body, dict):
         return
-
-    def under(value: object, bound: int, low: int) -> object:
-        whole = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
-        return low + int(value) % (bound - low) if whole and value >= bound else value
-
     if "dimensions" in body:
         body["dimensions"] = under(body["dimensions"], dims + 1, 1)
     items = body.get("input")
@@ -78,6 +84,27 @@ def test_schemathesis(case: schemathesis.Case, embedder: EmbeddingEngine) -> Non
     """Every check schemathesis has (server errors, status codes, content types, bodies and headers
     against the document, negative data rejected, positive data accepted, auth enforced, ...)."""
     within_model_limits(case.body, embedder.dims)
+    case.call_and_validate(headers=AUTH)
+
+
+generation_schema = schemathesis.pytest.from_fixture("chat_schema").include(path_regex=GENERATION)
+TINY_BUDGET = 32  # tokens: the tiny model's answers stay short so that each case takes milliseconds
+
+
+def within_generation_budget(body: object) -> None:
+    """Token budgets past the tiny model's are brought under it (the document states no bound)."""
+    if not isinstance(body, dict):
+        return
+    for field in ("max_tokens", "max_completion_tokens", "min_tokens"):
+        if field in body:
+            body[field] = under(body[field], TINY_BUDGET + 1, 1)
+
+
+@generation_schema.parametrize()
+@settings(max_examples=30, deadline=None, derandomize=True)
+def test_schemathesis_generation(case: schemathesis.Case) -> None:
+    """The same checks over chat and legacy completions, generating with the tiny chat model."""
+    within_generation_budget(case.body)
     case.call_and_validate(headers=AUTH)
 
 
