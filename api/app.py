@@ -10,17 +10,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
 import redis
-from fastapi import Depends, FastAPI, Request, Response, Security
+from fastapi import FastAPI, Request, Response, Security
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic.json_schema import models_json_schema
 from sqlalchemy import text
 
 from api import errors
+from api.auth import bearer
 from api.chat import router as chat_router
 from api.chat_schemas import ChatCompletionChunk
 from api.completions import router as completions_router
@@ -37,33 +37,8 @@ from onnxvec.service import EmbeddingService
 
 log = logging.getLogger(__name__)
 
-bearer = HTTPBearer(
-    auto_error=False, description="An API key; required once any exists (ONNXVEC_API_KEYS, `onnxvec keys create`)."
-)
-
-
-async def authorize(
-    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
-) -> None:
-    """Bearer auth, on as soon as any key exists (environment or database).
-
-    `_declared` only puts the bearer scheme in the OpenAPI document: the header is read here, so that
-    a missing key and a wrong one get OpenAI's 401 bodies.
-    """
-    ring: KeyRing = request.app.state.keys
-    valid = ring.current() if ring.fresh() else await asyncio.to_thread(ring.current)
-    if not valid:
-        return
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise errors.APIError(
-            401,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
-            code="missing_api_key",
-        )
-    if not ring.accepts(key.strip(), valid):
-        shown = key.strip()[:7] + "..." if len(key.strip()) > 7 else "..."
-        raise errors.APIError(401, f"Incorrect API key provided: {shown}", code="invalid_api_key")
+# the bearer scheme on every route but /health, in the document; api/auth.py enforces it in Guard
+secured = [Security(bearer)]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -105,10 +80,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.service = service
     app.state.chat = chat
     env_keys = [k.strip() for k in settings.api_keys.split(",") if k.strip()]
-    app.state.keys = KeyRing(database, env_keys)
+    keyring = KeyRing(database, env_keys, settings.auth)
+    if settings.auth == "off":
+        log.warning("ONNXVEC_AUTH=off: the API answers anyone, whatever keys exist")
+    app.state.keys = keyring
     errors.install(app)
     app.add_middleware(
         Guard,
+        keys=keyring,
+        body_timeout=settings.body_timeout_seconds,
         max_body=settings.max_request_bytes,
         max_buffered=settings.max_buffered_bytes,
         max_in_flight=settings.max_concurrent_requests,
@@ -123,10 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],  # Authorization, Content-Type and the headers OpenAI's JS client adds
             expose_headers=["Retry-After", "Server-Timing", "X-Truncated-Inputs"],
         )
-    shared = error_responses(401, 429, 503)  # auth (its key lookup reads the database) and Guard's limit
-    app.include_router(router, dependencies=[Depends(authorize)], responses=shared)
-    app.include_router(chat_router, dependencies=[Depends(authorize)], responses=shared)
-    app.include_router(completions_router, dependencies=[Depends(authorize)], responses=shared)
+    shared = error_responses(401, 408, 429, 503)  # Guard's: auth (its key lookup reads the database) and limits
+    app.include_router(router, dependencies=secured, responses=shared)
+    app.include_router(chat_router, dependencies=secured, responses=shared)
+    app.include_router(completions_router, dependencies=secured, responses=shared)
     _probes(app)
     app.openapi = _openapi(app)
     return app
@@ -165,9 +145,9 @@ def _probes(app: FastAPI) -> None:
 
     @app.get(
         "/ready",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
         response_model=Ready,
-        responses={**error_responses(401, 429), 503: not_ready},
+        responses={**error_responses(401, 408, 429), 503: not_ready},
     )
     async def ready(request: Request) -> Response:
         """Readiness: the database and Redis answer and the default model is loaded."""
@@ -182,11 +162,11 @@ def _probes(app: FastAPI) -> None:
 
     @app.get(
         "/metrics",
-        dependencies=[Depends(authorize)],
+        dependencies=secured,
         response_class=Response,  # no media type of its own, so the errors stay application/json
         responses={
             200: {"description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-            **error_responses(401, 503),
+            **error_responses(401, 408, 503),
         },
     )
     async def metrics(request: Request) -> Response:

@@ -3,6 +3,8 @@ onnxvec's retrieval fields and the citations of the stored documents the answer 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -10,13 +12,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.chat_schemas import CHAT_COMPLETION_RESPONSES, ChatCompletion, ChatCompletionRequest, GenerationFields
 from api.errors import error_body
 from api.routes import JSON
 from onnxvec.chat import ChatRequest, ChatService, Prepared
+from onnxvec.chat_process import RemoteGeneration
 from onnxvec.generate import Sampling
 from onnxvec.microbatch import Overloaded
 from onnxvec.service import InvalidRequest
@@ -69,6 +72,33 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
     )
 
 
+GONE = 499  # nginx's "client closed request": logged and counted, never seen by the client
+
+
+async def whole_text(chat: ChatService, generation: RemoteGeneration, request: Request) -> str | None:
+    """A generation's whole text; None when the client left first (a timed-out client of a
+    non-streaming request): the generation stops at its next token instead of running for nobody."""
+
+    async def collect() -> str:
+        return "".join([delta async for delta in chat.stream(generation)])
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    collecting, gone = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({collecting, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if collecting.done():
+        return collecting.result()
+    collecting.cancel()  # its stream's cleanup cancels the generation
+    with contextlib.suppress(asyncio.CancelledError):
+        await collecting
+    return None
+
+
 def _usage(prepared: Prepared, completion_tokens: int) -> dict[str, int]:
     prompt = len(prepared.prompt_ids)
     return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
@@ -83,7 +113,7 @@ def _finish(reason: str | None) -> str:
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, responses=CHAT_COMPLETION_RESPONSES)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSON | StreamingResponse:
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     chat: ChatService = request.app.state.chat
     core = to_request(body, chat.settings.chat_collection)
     prepared = await chat.prepare(core)
@@ -96,9 +126,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> JSO
     choices, completion_tokens = [], 0
     for index in range(core.n):
         generation = chat.start(prepared, core.sampling, index)
-        text = "".join([delta async for delta in chat.stream(generation)])
-        completion_tokens += generation.completion_tokens
+        text = await whole_text(chat, generation, request)
         request.app.state.metrics.on_generation(prepared.engine.name, generation)
+        if text is None:
+            return Response(status_code=GONE)
+        completion_tokens += generation.completion_tokens
         choices.append(
             {
                 "index": index,

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.chat import sampling_of
+from api.chat import GONE, sampling_of, whole_text
 from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
 from api.errors import error_body
 from api.routes import JSON
@@ -27,7 +27,7 @@ DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this endpoint
 
 
 @router.post("/completions", response_model=Completion, responses=COMPLETION_RESPONSES)
-async def completions(body: CompletionRequest, request: Request) -> JSON | StreamingResponse:
+async def completions(body: CompletionRequest, request: Request) -> Response:
     chat: ChatService = request.app.state.chat
     sampling = sampling_of(body, body.max_tokens or DEFAULT_MAX_TOKENS)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
@@ -41,9 +41,11 @@ async def completions(body: CompletionRequest, request: Request) -> JSON | Strea
     choices, completion_tokens = [], 0
     for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
         generation = chat.start(prompt, sampling, number)
-        text = "".join([delta async for delta in chat.stream(generation)])
-        completion_tokens += generation.completion_tokens
+        text = await whole_text(chat, generation, request)
         request.app.state.metrics.on_generation(prompt.engine.name, generation)
+        if text is None:
+            return Response(status_code=GONE)
+        completion_tokens += generation.completion_tokens
         text = echoes[index // body.n] + text
         choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": _finish(generation)})
     return JSON(

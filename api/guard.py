@@ -1,24 +1,40 @@
-"""Limits every request meets before it reaches a route: body size (413), requests in flight and
-bytes of request bodies held at once (429), and the per-route request metrics. Pure ASGI, so
-streamed bodies are counted as they arrive.
+"""What every request meets before it reaches a route, in this order: authentication (401: an
+unauthenticated request is never counted or read), requests in flight (429), body size (413), bytes
+of request bodies held at once (429), the time to send the body (408); and the per-route request
+metrics. Pure ASGI, so streamed bodies are counted as they arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.auth import refusal
 from api.errors import error_response
 from api.metrics import Metrics
+from onnxvec.keys import KeyRing
 
 UNLIMITED = {"/health", "/metrics"}  # probes and scrapes must answer even when the API is saturated
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, *, max_body: int, max_buffered: int, max_in_flight: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeyRing,
+        max_body: int,
+        max_buffered: int,
+        max_in_flight: int,
+        body_timeout: float,
+        metrics: Metrics,
+    ) -> None:
         self.app = app
+        self.keys = keys
+        self.body_timeout = body_timeout
         self.max_body = max_body
         self.max_buffered = max_buffered
         self.max_in_flight = max_in_flight
@@ -41,6 +57,10 @@ class Guard:
 
         limited = scope["path"] not in UNLIMITED
         try:
+            refused = await refusal(self.keys, scope)
+            if refused is not None:
+                await refused(scope, receive, send_status)
+                return
             if limited and self.in_flight >= self.max_in_flight:
                 response = error_response(
                     429,
@@ -70,16 +90,22 @@ class Guard:
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | int:
         """The whole body (counted in `buffered` from then on), or the status that refuses it as soon as
-        that is known: 413 over the per-request limit, 429 when the bodies held at once would pass theirs."""
+        that is known: 413 over the per-request limit, 429 when the bodies held at once would pass theirs,
+        408 when it has not all arrived within `body_timeout` seconds (a slow client holds no slot longer)."""
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return 413
         chunks: list[bytes] = []
         size = 0
+        deadline = time.monotonic() + self.body_timeout
         try:
             while True:
-                message = await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), timeout=max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    self.buffered -= size
+                    return 408
                 if message["type"] == "http.disconnect":
                     break
                 chunk = message.get("body", b"")
@@ -98,6 +124,8 @@ class Guard:
 
 
 def _refusal(status: int, max_body: int) -> Response:
+    if status == 408:
+        return error_response(408, "The request body did not arrive in time.", code="request_timeout")
     if status == 413:
         return error_response(413, f"The request body exceeds {max_body} bytes.", code="request_too_large")
     message = "The server holds as many request bodies as it has memory for; retry shortly."

@@ -134,7 +134,8 @@ class ErrorResponse(BaseModel):
 
 _ERRORS = {
     400: "Invalid request: a malformed body, a value out of range, or one the model cannot take.",
-    401: "Missing or invalid API key (once any key exists).",
+    401: "Missing or invalid API key (required once any key was created, or with ONNXVEC_AUTH=required).",
+    408: "The request body did not arrive within ONNXVEC_BODY_TIMEOUT_SECONDS.",
     404: "Unknown model or collection.",
     413: "The request body is over ONNXVEC_MAX_REQUEST_BYTES.",
     429: "Too many requests in flight or inputs queued; retry after Retry-After seconds.",

@@ -3,8 +3,9 @@
 `ChatService` lives in the server's event loop. A request naming a collection has its last user
 message embedded with that collection's model, the top chunks retrieved (filter and minimum score
 applied) and handed to the model as numbered sources; the sources that fit the context come back as
-citations. Generation runs on one thread per model, one completion at a time in arrival order;
-past `max_queued_chats` waiting requests the service answers Overloaded (429).
+citations. Each model runs in a process of its own (onnxvec/chat_process.py: its prefill would hold
+this process's GIL), one completion at a time in arrival order; past `max_queued_chats` waiting
+requests the service answers Overloaded (429).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import Any
 from sqlalchemy import Engine
 
 from onnxvec import store
+from onnxvec.chat_process import RemoteChatEngine, RemoteGeneration
 from onnxvec.config import Settings
-from onnxvec.generate import ChatEngine, Generation, GenerationError, Sampling
+from onnxvec.generate import GenerationError, Sampling
 from onnxvec.microbatch import Overloaded
 from onnxvec.modelstore import ModelManifest, ModelStore
 from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
 from onnxvec.search import find_collection, search_text
 from onnxvec.service import EmbeddingService, InvalidRequest
+from onnxvec.values import invalid_unicode
 
 
 @dataclass
@@ -42,7 +45,7 @@ class ChatRequest:
 
 @dataclass
 class Prepared:
-    engine: ChatEngine
+    engine: RemoteChatEngine
     prompt: Prompt
     prompt_ids: list[int]
     retrieval_ms: float = 0.0
@@ -62,9 +65,10 @@ class Prepared:
 
 
 class _Model:
-    """A loaded chat model with its generation thread and its fair (FIFO) turn."""
+    """A loaded chat model (its process) with the thread that relays its generations and its fair
+    (FIFO) turn."""
 
-    def __init__(self, engine: ChatEngine, manifest: ModelManifest) -> None:
+    def __init__(self, engine: RemoteChatEngine, manifest: ModelManifest) -> None:
         self.engine = engine
         self.manifest = manifest
         self.turn = asyncio.Semaphore(1)  # asyncio wakes waiters in arrival order
@@ -96,16 +100,23 @@ class ChatService:
 
     async def _model(self, name: str | None) -> _Model:
         manifest = self.manifest(name)
-        if manifest.name in self._models:  # the request path: no lock once loaded
-            return self._models[manifest.name]
+        loaded = self._models.get(manifest.name)
+        if loaded is not None and loaded.engine.alive:  # the request path: no lock once loaded
+            return loaded
         async with self._lock:
-            if manifest.name not in self._models:
-                engine = await asyncio.to_thread(ChatEngine, self.store.path(manifest.name), manifest.name)
+            loaded = self._models.get(manifest.name)
+            if loaded is None or not loaded.engine.alive:  # never loaded, or its process died: (re)start it
+                if loaded is not None:
+                    await asyncio.to_thread(loaded.engine.close)
+                folder, nice = self.store.path(manifest.name), self.settings.compute_niceness
+                engine = await asyncio.to_thread(RemoteChatEngine, folder, manifest.name, nice)
                 self._models[manifest.name] = _Model(engine, manifest)
         return self._models[manifest.name]
 
     async def prepare(self, request: ChatRequest) -> Prepared:
         """Retrieve (if a collection is named), fit the prompt into the context, tokenize it."""
+        for index, message in enumerate(request.messages):
+            _check_text(message["content"], f"messages.{index}.content")
         model = await self._model(request.model)
         engine = model.engine
         if not engine.has_template:
@@ -113,7 +124,7 @@ class ChatService:
         context = engine.context_length
         if request.sampling.max_tokens is not None and request.sampling.max_tokens >= context:
             raise InvalidRequest(f"'max_tokens' must be below this model's context length ({context}).", "max_tokens")
-        _check(engine, request.sampling)
+        await _check(engine, request.sampling)
         loop = asyncio.get_running_loop()
         started = loop.time()
         hits = await self.retrieve(request) if request.collection else []
@@ -121,8 +132,8 @@ class ChatService:
         reserve = request.sampling.max_tokens or min(512, context // 4)
 
         def build() -> Prepared:
-            prompt = fit(request.messages, hits, lambda m: len(engine.encode(engine.render(m))), context - reserve)
-            return Prepared(engine, prompt, engine.encode(engine.render(prompt.messages)), retrieval_ms)
+            prompt = fit(request.messages, hits, engine.count, context - reserve)
+            return Prepared(engine, prompt, engine.prompt_ids(prompt.messages), retrieval_ms)
 
         try:
             return await asyncio.to_thread(build)
@@ -131,8 +142,9 @@ class ChatService:
 
     async def prepare_text(self, model_name: str | None, prompt: str, sampling: Sampling) -> Prepared:
         """A plain-text prompt (OpenAI's legacy /v1/completions): no template, no retrieval."""
+        _check_text(prompt, "prompt")
         engine = (await self._model(model_name)).engine
-        _check(engine, sampling)
+        await _check(engine, sampling)
         ids = await asyncio.to_thread(engine.encode, prompt)
         wanted = sampling.max_tokens or 1
         if not ids or len(ids) + wanted > engine.context_length:
@@ -160,12 +172,12 @@ class ChatService:
         if model.turn.locked() and model.waiting >= self.settings.max_queued_chats:
             raise Overloaded(f"{model.waiting} chat requests are already waiting for {name}")
 
-    def start(self, prepared: Prepared, sampling: Sampling, index: int = 0) -> Generation:
+    def start(self, prepared: Prepared, sampling: Sampling, index: int = 0) -> RemoteGeneration:
         """Choice `index` of a request (a given seed becomes seed + index, so n choices differ)."""
         seeded = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + index)
         return prepared.engine.generate(prepared.prompt_ids, seeded, threading.Event())
 
-    async def stream(self, generation: Generation) -> AsyncIterator[str]:
+    async def stream(self, generation: RemoteGeneration) -> AsyncIterator[str]:
         """Text deltas of a generation, run on its model's thread once it is its turn.
 
         Closing this iterator early (a client went away) stops the generation at the next token
@@ -206,11 +218,20 @@ class ChatService:
 
     async def close(self) -> None:
         for model in self._models.values():
+            await asyncio.to_thread(model.engine.close)  # a generation still relayed ends with an error
             model.executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _check(engine: ChatEngine, sampling: Sampling) -> None:
+def _check_text(text: str, param: str) -> None:
+    if invalid_unicode(text):
+        raise InvalidRequest(f"'{param}' is not valid Unicode (an unpaired surrogate).", param)
+
+
+async def _check(engine: RemoteChatEngine, sampling: Sampling) -> None:
+    """Refuse now what genai would refuse once generating (a JSON schema it cannot compile)."""
+    if sampling.json_schema is None:
+        return
     try:
-        engine.check(sampling)
+        await asyncio.to_thread(engine.check, sampling)
     except GenerationError as exc:
         raise InvalidRequest(str(exc), "response_format") from exc

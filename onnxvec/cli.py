@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 from alembic.util import CommandError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from onnxvec import db, services, store
 from onnxvec.config import Settings, get_settings
@@ -52,6 +54,11 @@ def main() -> None:
     except (ModelError, store.StoreError, services.ServiceError, CommandError, FileNotFoundError, TimeoutError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except (OperationalError, RedisError) as exc:  # unreachable: the driver's first line says why
+        what = "the database" if isinstance(exc, OperationalError) else "Redis"
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        typer.echo(f"error: cannot reach {what}: {reason}", err=True)
+        sys.exit(1)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -74,7 +81,7 @@ def services_start() -> None:
     """Start the embedded servers (or find them running); configured URLs start nothing."""
     settings = get_settings()
     endpoints = services.ensure_services(settings)
-    typer.echo(f"postgres  {endpoints.database_url}\nredis     {endpoints.redis_url}")
+    typer.echo(f"postgres  {services.masked(endpoints.database_url)}\nredis     {services.masked(endpoints.redis_url)}")
 
 
 @services_app.command("stop")
@@ -87,12 +94,12 @@ def services_stop() -> None:
 def services_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     rows = services.services_status(get_settings())
     if as_json:
-        typer.echo(json.dumps([row.__dict__ for row in rows]))
+        typer.echo(json.dumps([row.__dict__ | {"url": row.url and services.masked(row.url)} for row in rows]))
         return
     for row in rows:
         state = "running" if row.running else "stopped"
         kind = "embedded" if row.embedded else "external"
-        typer.echo(f"{row.name:<9} {state:<8} {kind:<9} pid={row.pid or '-'} {row.url or ''}")
+        typer.echo(f"{row.name:<9} {state:<8} {kind:<9} pid={row.pid or '-'} {services.masked(row.url or '')}")
 
 
 # --- db -------------------------------------------------------------------------------------------
@@ -294,7 +301,8 @@ def up() -> None:
         for name in ("worker", "serve")
     }
     typer.echo(
-        f"onnxvec up: postgres {endpoints.database_url}\n            redis {endpoints.redis_url}\n"
+        f"onnxvec up: postgres {services.masked(endpoints.database_url)}\n"
+        f"            redis {services.masked(endpoints.redis_url)}\n"
         f"            worker pid {children['worker'].pid}, model {manifest.name} ({manifest.dims} dims)\n"
         f"            api pid {children['serve'].pid}, http://{settings.api_host}:{settings.api_port}/v1\n"
         "Ctrl-C stops everything."

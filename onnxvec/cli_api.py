@@ -64,7 +64,14 @@ def keys_revoke(key_id: int) -> None:
     with _database(get_settings()).begin() as conn:
         if not keys.revoke(conn, key_id):
             raise _fail(f"no active key with id {key_id}")
+        live = keys.active_digests(conn)
     typer.echo(f"revoked key {key_id}")
+    if not live:
+        typer.echo(
+            "no live database key is left: the API stays closed to every client without an ONNXVEC_API_KEYS key "
+            "(create one with `onnxvec keys create NAME`; ONNXVEC_AUTH=off opens it to anyone)",
+            err=True,
+        )
 
 
 @app.command("chat")

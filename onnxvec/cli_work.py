@@ -187,8 +187,10 @@ def status_command(
     with _database(settings).connect() as conn:
         col = store.get_collection(conn, collection) if collection else None
         counts = documents.counts(conn, col)
+        claims = documents.claims(conn)
         failures = documents.failures(conn, col) if failed else []
     counts["queue_depth"] = queue.queue_depth(endpoints.redis_url)
+    counts["stalled"] = ingest.stall(counts, claims, counts["queue_depth"], settings.reconcile_seconds)
     counts["docs_per_s_last_minute"] = round(counts.pop("done_last_minute") / 60, 2)
     if as_json:
         typer.echo(json.dumps(counts | ({"failed": failures} if failed else {}), default=str))
@@ -198,6 +200,8 @@ def status_command(
         f"documents: {states}\nchunks: {counts['chunks']}\nqueue depth: {counts['queue_depth']}\n"
         f"throughput (last minute): {counts['docs_per_s_last_minute']} documents/s"
     )
+    if counts["stalled"]:
+        typer.echo(f"stalled: {counts['stalled']}", err=True)
     for row in failures:
         typer.echo(f"failed #{row['id']} [{row['collection']}] {row['external_id']}: {row['error']}")
 

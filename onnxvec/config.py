@@ -50,10 +50,14 @@ class Settings(BaseSettings):
     # ingestion
     max_document_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     task_documents: int = Field(default=32, ge=1, description="document ids per queue message")
-    lease_seconds: float = Field(default=300, gt=0, description="how long a claim holds before others may take it")
+    lease_seconds: float = Field(
+        default=15, gt=0, description="a claim not renewed for this long (a dead worker's) is taken by others"
+    )
     max_attempts: int = Field(default=5, ge=1)
-    reconcile_seconds: float = Field(default=30, gt=0, description="period of the reconciler")
-    requeue_after_seconds: float = Field(default=600, gt=0, description="pending this long after enqueue: re-enqueue")
+    reconcile_seconds: float = Field(default=5, gt=0, description="period of the reconciler")
+    requeue_after_seconds: float = Field(
+        default=600, gt=0, description="pending this long after enqueue while the queue holds messages: re-enqueue"
+    )
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
     # chat
     chat_model: str = "SmolLM2-135M-Instruct"
@@ -64,6 +68,14 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     api_access_log: bool = Field(default=False, description="log every request (metrics count them anyway)")
     api_keys: str = Field(default="", description="comma-separated keys accepted besides those in the database")
+    auth: Literal["auto", "required", "off"] = Field(
+        default="auto",
+        description="auto: a key is required once any was ever created (revoking them all leaves the API "
+        "closed); required: always, even before any key exists; off: never (only explicitly)",
+    )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="a request body not received whole within this gets 408 (slow clients)"
+    )
     cors_origins: str = Field(default="", description="comma-separated origins browsers may call the API from (CORS)")
     max_request_bytes: int = Field(
         default=16 * 1024 * 1024,

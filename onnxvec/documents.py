@@ -82,18 +82,33 @@ def mark_enqueued(conn: Connection, ids: Sequence[int], *, enqueued: bool = True
 
 
 def claim(conn: Connection, ids: Sequence[int], owner: str, lease_seconds: float) -> list[Claimed]:
-    """Take the pending (or lease-expired) documents among `ids`; rows another worker holds are skipped."""
+    """Take the pending (or lease-expired) documents among `ids`; rows another worker holds are skipped.
+    The owner's own live claims are taken again: a task retried after the database came back finds the
+    claims its failed attempt could not release."""
     rows = conn.execute(
         text(
             "UPDATE documents d SET state = 'processing', lease_owner = :owner, attempts = d.attempts + 1,"
             " lease_until = now() + make_interval(secs => :lease), updated_at = now()"
             " FROM (SELECT id FROM documents WHERE id = ANY(:ids) AND (state = 'pending'"
-            " OR (state = 'processing' AND lease_until < now())) ORDER BY id FOR UPDATE SKIP LOCKED) c"
+            " OR (state = 'processing' AND (lease_until < now() OR lease_owner = :owner)))"
+            " ORDER BY id FOR UPDATE SKIP LOCKED) c"
             " WHERE d.id = c.id RETURNING d.id, d.collection_id, d.content, d.content_hash, d.last_error"
         ),
         {"ids": list(ids), "owner": owner, "lease": lease_seconds},
     )
     return [Claimed(*row) for row in rows]
+
+
+def renew(conn: Connection, owner: str, ids: Sequence[int], lease_seconds: float) -> int:
+    """Extend the owner's live claims (the worker's heartbeat): a busy worker keeps them however long
+    its batch takes, while a dead one's lapse within one lease."""
+    return conn.execute(
+        text(
+            "UPDATE documents SET lease_until = now() + make_interval(secs => :lease)"
+            " WHERE id = ANY(:ids) AND lease_owner = :owner AND state = 'processing'"
+        ),
+        {"ids": list(ids), "owner": owner, "lease": lease_seconds},
+    ).rowcount
 
 
 def existing_vectors(conn: Connection, doc_ids: Sequence[int]) -> dict[tuple[int, str], np.ndarray]:
@@ -160,7 +175,10 @@ def release(conn: Connection, owner: str, ids: Sequence[int], error: str) -> Non
 
 
 def stale(conn: Connection, requeue_after: float, limit: int = 10_000) -> list[int]:
-    """Documents the queue may have lost: pending and not enqueued lately, or processing past their lease."""
+    """Documents the queue may have lost: pending and not enqueued for `requeue_after` seconds, or
+    processing past their lease. With the broker's queue empty, the caller passes a short
+    `requeue_after`: pending work that no message carries any more (Redis flushed) goes out again at
+    once; a duplicate of a message a worker still holds is harmless (claims skip it)."""
     return list(
         conn.execute(
             text(
@@ -240,6 +258,19 @@ def counts(conn: Connection, collection: Collection | None = None, ids: Sequence
         "chunks": int(chunks),
         "done_last_minute": int(recent),
     }
+
+
+def claims(conn: Connection) -> dict[str, float]:
+    """Live and lapsed claims, and how long the oldest pending document has waited: what tells a stall."""
+    live, lapsed, waited = conn.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE state = 'processing' AND lease_until >= now()),"
+            " count(*) FILTER (WHERE state = 'processing' AND lease_until < now()),"
+            " coalesce(extract(epoch FROM now() - min(updated_at) FILTER (WHERE state = 'pending')), 0)"
+            " FROM documents"
+        )
+    ).one()
+    return {"live_claims": int(live), "lapsed_claims": int(lapsed), "oldest_pending_seconds": round(float(waited), 1)}
 
 
 def failures(conn: Connection, collection: Collection | None = None, limit: int = 1000) -> list[dict[str, Any]]:

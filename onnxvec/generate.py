@@ -117,10 +117,11 @@ class ChatEngine:
         return Generation(self, prompt_ids, sampling, cancel)
 
 
-class Generation:
-    """One completion: iterate for text deltas; afterwards `finish_reason` and `completion_tokens` hold."""
+class GenerationState:
+    """One completion: iterate for text deltas; afterwards `finish_reason`, `completion_tokens` and
+    `logprobs` hold. Setting `cancel` stops it at its next token."""
 
-    def __init__(self, engine: ChatEngine, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> None:
+    def __init__(self, engine: Any, prompt_ids: list[int], sampling: Sampling, cancel: threading.Event) -> None:
         self.engine = engine
         self.prompt_ids = prompt_ids
         self.sampling = sampling
@@ -128,6 +129,12 @@ class Generation:
         self.finish_reason: str | None = None
         self.completion_tokens = 0
         self.logprobs: list[dict[str, Any]] = []  # OpenAI's logprobs.content entries, when asked for
+
+
+class Generation(GenerationState):
+    """A completion generated here, by genai (in a chat model's process: onnxvec/chat_process.py)."""
+
+    engine: ChatEngine
 
     def _params(self) -> og.GeneratorParams:
         s, engine = self.sampling, self.engine

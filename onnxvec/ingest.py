@@ -147,3 +147,22 @@ def wait(
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"documents still unfinished: {states}")
         time.sleep(poll_seconds)
+
+
+def stall(counts: dict, claims: dict, queue_depth: int, reconcile_seconds: float) -> str | None:
+    """Why unfinished work is not moving, in words for `onnxvec status`, or None while it moves."""
+    pending = counts["documents"]["pending"]
+    if claims["lapsed_claims"]:
+        return (
+            f"{claims['lapsed_claims']} claims lapsed (a worker stopped mid-batch): the reconciler hands them out "
+            f"again within {reconcile_seconds:g} s if a worker runs (`onnxvec worker`)"
+        )
+    quiet = not claims["live_claims"] and not counts["done_last_minute"]
+    if not pending or not quiet or claims["oldest_pending_seconds"] < 3 * reconcile_seconds:
+        return None
+    if queue_depth:
+        return f"{pending} documents pending, {queue_depth} messages queued, but no worker takes them: `onnxvec worker`"
+    return (
+        f"{pending} documents pending with no message queued and no worker holding a claim: is a worker running "
+        f"(`onnxvec worker`)? Its reconciler queues them again every {reconcile_seconds:g} s"
+    )

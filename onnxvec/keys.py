@@ -1,13 +1,15 @@
 """API keys: created and revoked in Postgres (SHA-256 digests only), or given in ONNXVEC_API_KEYS.
 
-Authentication is on as soon as any key exists, from either place. The server keeps the set of
-valid digests for a few seconds, so a revoked key stops working within `KeyRing.ttl` seconds.
+Authentication fails closed: once a key was created it stays on (revoking every key leaves the API
+closed to all) until ONNXVEC_AUTH=off. The server keeps the valid digests for a few seconds, so a
+revoked key stops working within `KeyRing.ttl` seconds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
+
+log = logging.getLogger(__name__)
 
 PREFIX = "ovk-"
 
@@ -62,32 +66,59 @@ def active_digests(conn: Connection) -> set[str]:
     return set(conn.execute(text("SELECT digest FROM api_keys WHERE revoked_at IS NULL")).scalars())
 
 
-class KeyRing:
-    """The valid key digests: the environment's plus the database's, refreshed every `ttl` seconds."""
+def any_created(conn: Connection) -> bool:
+    """Whether a key was ever created here: revoked keys count, so revoking the last one keeps the API closed."""
+    return bool(conn.execute(text("SELECT EXISTS (SELECT FROM api_keys)")).scalar())
 
-    def __init__(self, db: Engine, env_keys: list[str], ttl: float = 5.0) -> None:
+
+@dataclass(frozen=True)
+class KeyState:
+    required: bool
+    digests: frozenset[str]
+
+
+class KeyRing:
+    """Who may call the API: the environment's keys plus the database's, re-read every `ttl` seconds.
+
+    Mode (ONNXVEC_AUTH): `required` always asks for a key (none valid: everyone gets 401); `off` never
+    does; `auto` asks for one once a key was ever created (ONNXVEC_API_KEYS, or `onnxvec keys create`,
+    revoked or not). When the database cannot be read, the last state read stays in force, so keys
+    keep working while Postgres restarts; before any read succeeded, the error passes (a 503).
+    """
+
+    def __init__(self, db: Engine, env_keys: list[str], mode: str = "auto", ttl: float = 5.0) -> None:
         self.db = db
+        self.mode = mode
         self.ttl = ttl
-        self._env = {digest(k) for k in env_keys}
-        self._digests: set[str] = set()
-        self._loaded_at = float("-inf")
+        self._env = frozenset(digest(k) for k in env_keys)
+        self._state: KeyState | None = KeyState(False, self._env) if mode == "off" else None
+        self._read_at = float("-inf")
         self._lock = threading.Lock()
 
-    def current(self) -> set[str]:
-        """Blocking (a database read when stale): call it off the event loop."""
+    def current(self) -> KeyState:
+        """Blocking (a database read when stale): call it off the event loop unless `fresh()`."""
         with self._lock:
-            if time.monotonic() - self._loaded_at > self.ttl:
-                with self.db.connect() as conn:
-                    self._digests = active_digests(conn)
-                self._loaded_at = time.monotonic()
-            return self._env | self._digests
+            if self.mode != "off" and not self.fresh():
+                self._read_at = time.monotonic()  # also on failure: one attempt per ttl, not per request
+                try:
+                    with self.db.connect() as conn:
+                        live, ever = active_digests(conn), any_created(conn)
+                except Exception:
+                    if self._state is None:
+                        raise
+                    log.warning("API keys: the database cannot be read; the last keys read stay in force")
+                else:
+                    required = self.mode == "required" or bool(self._env) or ever
+                    self._state = KeyState(required, self._env | live)
+            assert self._state is not None
+            return self._state
 
     def fresh(self) -> bool:
-        return time.monotonic() - self._loaded_at <= self.ttl
+        return self.mode == "off" or (self._state is not None and time.monotonic() - self._read_at <= self.ttl)
 
-    def accepts(self, key: str | None, valid: set[str]) -> bool:
+    def accepts(self, key: str | None, state: KeyState) -> bool:
         """Constant-time comparison against every valid digest."""
         if key is None:
             return False
         wanted = digest(key)
-        return any(hmac.compare_digest(wanted, d) for d in valid)
+        return any(hmac.compare_digest(wanted, d) for d in state.digests)

@@ -1,7 +1,8 @@
 """Loaders: files, folders, globs and stdin to documents (text + metadata), or a reason they can't be.
 
-A bad file never stops a batch: it becomes a document carrying its error (binary, not UTF-8, empty,
-too large), which the store records as failed while the rest go on. Types we can't read at all are
+A bad file never stops a batch: it becomes a document carrying its error (unreadable, not a regular
+file, binary, not UTF-8, empty, too large; per record: broken JSON lines, values PostgreSQL cannot
+store), which the store records as failed while the rest go on. Types we can't read at all are
 returned separately so the caller can report them.
 """
 
@@ -12,11 +13,15 @@ import glob
 import hashlib
 import io
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+
+from onnxvec.values import unstorable
 
 TEXT_TYPES = {".txt", ".md", ".markdown", ".rst"}
 RECORD_TYPES = {".json", ".jsonl", ".ndjson", ".csv"}
@@ -51,13 +56,13 @@ def expand(specs: list[str]) -> tuple[list[Path], list[Path]]:
     for spec in specs:
         matches = [Path(p) for p in glob.glob(spec, recursive=True)] or [Path(spec)]
         for path in matches:
-            if path.is_dir():
-                found.update(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
-            elif path.exists():
+            if path.is_dir():  # FIFOs, sockets and devices too: each is recorded as failed, never opened blocking
+                found.update(p for p in path.rglob("*") if not p.is_dir() and not _hidden(p, path))
+            elif path.exists() or path.is_symlink():
                 found.add(path)
             else:
                 raise FileNotFoundError(f"no such file or folder: {spec}")
-    files = sorted(p.resolve() for p in found)
+    files = sorted(p.resolve() if p.exists() else p.absolute() for p in found)  # a dangling link keeps its name
     return [p for p in files if p.suffix.lower() in SUPPORTED], [p for p in files if p.suffix.lower() not in SUPPORTED]
 
 
@@ -67,17 +72,54 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def load_file(path: Path, options: LoadOptions) -> list[SourceDocument]:
     """One file to its documents: one for text and HTML, one per record for JSON, JSONL and CSV."""
-    stat = path.stat()
-    meta = {"path": str(path), "mtime": int(stat.st_mtime), "bytes": stat.st_size, **options.extra_metadata}
+    name = display_path(path)
+    meta = {"path": name, **options.extra_metadata}
     source = path.as_uri()
-    if stat.st_size > options.max_bytes:
-        error = f"file is {stat.st_size / 1e6:.1f} MB, over the {options.max_bytes / 1e6:.1f} MB limit"
-        return [SourceDocument(str(path), source, "", meta, error)]
     try:
-        text = decode(path.read_bytes())
+        data, info = _read_regular(path, options.max_bytes)
+        meta |= {"mtime": int(info.st_mtime), "bytes": info.st_size}
+        text = decode(data)
+    except OSError as exc:
+        return [SourceDocument(name, source, "", meta, f"cannot read the file: {exc.strerror or exc}")]
     except ValueError as exc:
-        return [SourceDocument(str(path), source, "", meta, str(exc))]
-    return parse(text, path.suffix.lower(), str(path), source, meta, options)
+        return [SourceDocument(name, source, "", meta, str(exc))]
+    return parse(text, path.suffix.lower(), name, source, meta, options)
+
+
+def display_path(path: Path) -> str:
+    """The path as text PostgreSQL can store: bytes of a name that are not UTF-8 shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _read_regular(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    """The bytes of a regular file; ValueError for anything else (a FIFO is opened without waiting for
+    a writer, and never read) or a file over the limit."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"not a regular file ({_file_kind(info.st_mode)}); skipped")
+        if info.st_size > max_bytes:
+            raise ValueError(f"file is {info.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:  # it grew since fstat
+            raise ValueError(f"file is over the {max_bytes / 1e6:.1f} MB limit")
+        return data, info
+    finally:
+        os.close(fd)
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def load_stdin(data: bytes, kind: str, options: LoadOptions) -> list[SourceDocument]:
@@ -95,8 +137,9 @@ def load_stdin(data: bytes, kind: str, options: LoadOptions) -> list[SourceDocum
 
 def decode(data: bytes) -> str:
     """UTF-8 text, or ValueError saying why not (binary content, invalid UTF-8)."""
-    if b"\x00" in data[:8192]:
-        raise ValueError("binary file (NUL bytes), not text")
+    nul = data.find(b"\x00")  # PostgreSQL text cannot hold NUL either
+    if nul >= 0:
+        raise ValueError(f"binary file (a NUL byte at offset {nul}), not text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -121,16 +164,24 @@ def _records(
     except (ValueError, csv.Error) as exc:
         yield SourceDocument(external_id, source, "", meta, f"unreadable {kind.lstrip('.')}: {exc}")
         return
-    for number, row in enumerate(rows, start=1):
-        record_id = row.get(options.id_field, number) if isinstance(row, dict) else number
-        doc_id = f"{external_id}#{record_id}"
+    for number, (line, row) in enumerate(rows, start=1):
+        where = {"record": number} | ({"line": line} if line else {})
+        failed = f"{external_id}#{number}"
+        if isinstance(row, ValueError):
+            yield SourceDocument(failed, source, "", meta | where, f"line {line} is not valid JSON: {row}")
+            continue
         if not isinstance(row, dict):
-            yield SourceDocument(doc_id, source, "", meta, f"record {number} is not an object")
+            yield SourceDocument(failed, source, "", meta | where, f"record {number} is not an object")
+            continue
+        problem = unstorable(row)
+        if problem:
+            yield SourceDocument(failed, source, "", meta | where, f"record {number} holds {problem}")
             continue
         body = row.get(options.text_field)
         wanted = options.metadata_fields
         fields = {k: v for k, v in row.items() if k != options.text_field and (wanted is None or k in wanted)}
-        record_meta = meta | fields | {"record": number}
+        record_meta = meta | fields | where
+        doc_id = f"{external_id}#{row.get(options.id_field, number)}"
         if not isinstance(body, str) or not body.strip():
             error = f"record {number} has no text in field {options.text_field!r}"
             yield SourceDocument(doc_id, source, "", record_meta, error)
@@ -138,16 +189,21 @@ def _records(
             yield SourceDocument(doc_id, source, body, record_meta)
 
 
-def _rows(text: str, kind: str) -> Iterator[Any]:
+def _rows(text: str, kind: str) -> Iterator[tuple[int | None, Any]]:
+    """(line, record) pairs; a JSON Lines line that does not parse is its ValueError, naming its own
+    line, so that the lines around it still load."""
     if kind == ".csv":
-        yield from csv.DictReader(io.StringIO(text))
+        yield from ((None, row) for row in csv.DictReader(io.StringIO(text)))
     elif kind == ".json":
         data = json.loads(text)
-        yield from data if isinstance(data, list) else [data]
+        yield from ((None, row) for row in (data if isinstance(data, list) else [data]))
     else:
-        for line in text.splitlines():
-            if line.strip():
-                yield json.loads(line)
+        for line, content in enumerate(text.splitlines(), start=1):
+            if content.strip():
+                try:
+                    yield line, json.loads(content)
+                except ValueError as exc:
+                    yield line, exc
 
 
 class _VisibleText(HTMLParser):

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from onnxvec.catalog import CATALOG, OPENAI_ENCODING, WheelFile
 from onnxvec.cpu import Precision, cpu_signature
 from onnxvec.export import export_to_onnx, require_export_tools
+from onnxvec.values import unstorable
 
 MANIFEST = "manifest.json"
 Pooling = Literal["mean", "cls", "max", "last"]
@@ -153,8 +154,8 @@ class ModelStore:
         self.root = root
 
     def path(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
-            raise ModelNotFound(f"invalid model name {name!r}")
+        if not name or "/" in name or name.startswith(".") or unstorable(name) or len(name.encode()) > 200:
+            raise ModelNotFound(f"invalid model name {name[:60]!r}")
         return self.root / name
 
     def get(self, name: str) -> ModelManifest:

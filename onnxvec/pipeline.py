@@ -7,11 +7,13 @@ marks them done. Chunks whose text is unchanged keep their stored vectors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
+import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -61,6 +63,35 @@ class Pipeline:
         with self.db.begin() as conn:
             claimed = documents.claim(conn, ids, self.owner, self.settings.lease_seconds)
         outcome.skipped = len(ids) - len(claimed)
+        with self._heartbeat([doc.id for doc in claimed]):
+            self._process_claimed(claimed, outcome)
+        return outcome
+
+    @contextlib.contextmanager
+    def _heartbeat(self, ids: list[int]) -> Iterator[None]:
+        """Renew the claims every third of a lease while the batch runs (ONNX Runtime and the tokenizer
+        release the GIL, so this thread gets its turn), so that a short lease only ever lapses for a
+        worker that died."""
+        stop = threading.Event()
+        lease = self.settings.lease_seconds
+
+        def beat() -> None:
+            while not stop.wait(lease / 3):
+                try:
+                    with self.db.begin() as conn:
+                        documents.renew(conn, self.owner, ids, lease)
+                except Exception as exc:  # noqa: BLE001 (the database is down: the batch itself will say so)
+                    log.warning("could not renew %d claims: %s", len(ids), exc)
+
+        thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def _process_claimed(self, claimed: list[documents.Claimed], outcome: Outcome) -> None:
         by_collection: dict[int, list[documents.Claimed]] = defaultdict(list)
         for doc in claimed:
             by_collection[doc.collection_id].append(doc)
@@ -75,7 +106,6 @@ class Pipeline:
                 outcome.failed += len(docs)
                 continue
             self._process_collection(collection, engine, docs, outcome)
-        return outcome
 
     def _process_collection(
         self, collection: store.Collection, engine: EmbeddingEngine, docs: list[documents.Claimed], out: Outcome
@@ -128,11 +158,13 @@ class Pipeline:
         with self.db.begin() as conn:
             documents.release(conn, self.owner, ids, error)
 
-    def stale(self) -> list[int]:
-        """For the reconciler: give up on documents out of attempts, then list what the queue may have lost."""
+    def stale(self, queue_empty: bool) -> list[int]:
+        """For the reconciler: give up on documents out of attempts, then list what the queue may have
+        lost; with the queue empty, whatever has waited a reconcile period (no message carries it)."""
+        wait = self.settings.reconcile_seconds if queue_empty else self.settings.requeue_after_seconds
         with self.db.begin() as conn:
             documents.give_up(conn, self.settings.max_attempts)
-            return documents.stale(conn, self.settings.requeue_after_seconds)
+            return documents.stale(conn, wait)
 
 
 def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: int) -> store.ChunkRow:

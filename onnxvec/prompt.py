@@ -50,23 +50,32 @@ def with_context(messages: Sequence[Message], hits: Sequence[Hit]) -> list[Messa
 
 
 def fit(messages: Sequence[Message], hits: Sequence[Hit], count: Callable[[list[Message]], int], budget: int) -> Prompt:
-    """Messages with context that `count` (prompt tokens) says fit in `budget` tokens."""
+    """Messages with context that `count` (prompt tokens) says fit in `budget` tokens: the fewest oldest
+    messages dropped (found by bisection, so a 10,000-message history costs ~14 counts, not 10,000),
+    then the lowest-ranked sources."""
     system = [m for m in messages[:1] if m["role"] == "system"]
     history = list(messages[len(system) : -1])
     last = list(messages[-1:])
-    sources = list(hits)
-    dropped = 0
-    while True:
-        candidate = with_context([*system, *history, *last], sources)
-        if count(candidate) <= budget:
-            return Prompt(candidate, sources, dropped)
-        if history:
-            history.pop(0)
-            dropped += 1
-        elif sources:
-            sources.pop()
+
+    def candidate(dropped: int, sources: Sequence[Hit]) -> list[Message]:
+        return with_context([*system, *history[dropped:], *last], sources)
+
+    low, high = 0, len(history)  # the least history to drop so that the prompt with every source fits
+    while low < high:
+        middle = (low + high) // 2
+        if count(candidate(middle, hits)) <= budget:
+            high = middle
         else:
+            low = middle + 1
+    sources = list(hits)
+    while True:
+        prompt = candidate(low, sources)
+        tokens = count(prompt)
+        if tokens <= budget:
+            return Prompt(prompt, sources, low)
+        if not sources:
             raise PromptTooLong(
-                f"The last message (with the system message) needs {count(candidate)} tokens; "
+                f"The last message (with the system message) needs {tokens} tokens; "
                 f"this model's context leaves {budget} for the prompt."
             )
+        sources.pop()

@@ -14,7 +14,8 @@ import numpy as np
 from sqlalchemy import Engine
 
 from onnxvec import store
-from onnxvec.service import EmbeddingService
+from onnxvec.service import EmbeddingService, InvalidRequest
+from onnxvec.values import invalid_unicode
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ async def search_text(
     ef_search: int = 100,
 ) -> SearchResult:
     """CollectionNotFound, StoreError (bad filter) and the embedding service's errors pass through."""
+    if invalid_unicode(query):
+        raise InvalidRequest("'query' is not valid Unicode (an unpaired surrogate).", "query")
     found = await asyncio.to_thread(find_collection, db, collection)
     manifest = embeddings.manifest(found.model)
     _, result = await embeddings.embed(manifest.name, query, prefix=manifest.query_prefix)

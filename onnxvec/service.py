@@ -23,6 +23,7 @@ from onnxvec.embed import EmbeddingEngine, l2_normalize
 from onnxvec.microbatch import BatchTiming, MicroBatcher
 from onnxvec.modelstore import ModelManifest, ModelStore
 from onnxvec.tokenize import Encoded
+from onnxvec.values import invalid_unicode
 
 # Up to this many characters (or token ids) a request is tokenized on the event loop: tens of
 # microseconds, less than the hop to a worker thread costs.
@@ -60,6 +61,8 @@ def as_sequences(value: EmbeddingInput) -> list[str] | list[list[int]]:
     for item in items:
         if len(item) == 0:
             raise InvalidRequest("'input' must not contain empty strings or empty token arrays.", "input")
+        if isinstance(item, str) and invalid_unicode(item):
+            raise InvalidRequest("'input' holds text that is not valid Unicode (an unpaired surrogate).", "input")
     return items
 
 

@@ -19,10 +19,13 @@ import psycopg
 from pgvector.psycopg import register_vector
 from sqlalchemy import Connection, text
 
+from onnxvec.values import unstorable
+
 Metric = Literal["cosine", "l2", "ip"]
 OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 OPERATOR: dict[str, str] = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
 MAX_K = 1000  # pgvector's largest hnsw.ef_search
+MAX_NAME = 200  # characters of a collection name (a unique btree key must stay far under 2,704 bytes)
 # up to this many chunks a collection is searched exactly: a scan of a few thousand vectors takes a few
 # ms, while HNSW on small, near-duplicate collections missed the true top-1 at ef_search 100
 # (tests/test_worker.py: 400 chunks from six 8-word vocabularies; ef_search 200 found it)
@@ -114,6 +117,8 @@ def create_collection(
     """Insert a collection and build its (empty, so instant) HNSW index in the same transaction."""
     if metric not in OPCLASS:
         raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}")
+    if not name or len(name) > MAX_NAME or unstorable(name):
+        raise StoreError(f"a collection name is 1 to {MAX_NAME} characters of valid text, not {name[:40]!r}")
     row = conn.execute(
         text(
             f"INSERT INTO collections (name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens,"
@@ -164,6 +169,8 @@ def get_collection_by_id(conn: Connection, collection_id: int) -> Collection:
 
 
 def _one_collection(conn: Connection, where: str, key: object, missing: str) -> Collection:
+    if isinstance(key, str) and unstorable(key):  # no collection can have such a name
+        raise CollectionNotFound(missing)
     row = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE {where}"), {"key": key}).one_or_none()
     if row is None:
         raise CollectionNotFound(missing)
@@ -275,6 +282,9 @@ def metadata_filter(filter: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     ``$lte`` become SQL/JSON path tests, which compare numbers as numbers and strings as strings
     and are false (never an error) when the key is missing or holds another type.
     """
+    problem = unstorable(filter)
+    if problem:
+        raise FilterError(f"the filter holds {problem}")
     equal: dict[str, Any] = {}
     clauses: list[str] = []
     params: dict[str, Any] = {}

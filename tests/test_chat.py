@@ -38,7 +38,7 @@ def test_completion_shape_and_usage(chat_api) -> None:
     (choice,) = body["choices"]
     assert choice["index"] == 0 and choice["message"]["role"] == "assistant"
     engine = chat_api.app.state.chat._models["tiny-chat"].engine
-    prompt_tokens = len(engine.encode(engine.render(HELLO)))
+    prompt_tokens = len(engine.prompt_ids(HELLO))
     usage = body["usage"]
     assert (
         usage["prompt_tokens"] == prompt_tokens and usage["total_tokens"] == prompt_tokens + usage["completion_tokens"]
@@ -148,6 +148,21 @@ def test_fit_drops_history_then_sources() -> None:
     assert [m["content"] for m in kept.messages] == ["S", "Q"] and kept.dropped_messages == 1
     with pytest.raises(PromptTooLong):
         fit([{"role": "user", "content": "x" * 50}], [], count, budget=10)
+
+
+def test_fit_is_linear_in_a_long_history() -> None:
+    """Each count renders and tokenizes the whole candidate: a 10,000-message history must not cost
+    10,000 of them (one request ran for minutes)."""
+    calls = []
+
+    def count(messages: list) -> int:
+        calls.append(len(messages))
+        return sum(len(m["content"]) for m in messages)
+
+    messages = [{"role": "user", "content": f"message {i:05d}"} for i in range(10_000)]
+    kept = fit(messages, [], count, budget=10 * len("message 00000"))
+    assert [m["content"] for m in kept.messages][-1] == "message 09999" and len(kept.messages) == 10
+    assert kept.dropped_messages == 9_990 and len(calls) <= 20 and sum(calls) <= 10_000 * 15
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import threading
 import time
 from collections.abc import Iterator
 
@@ -117,3 +119,48 @@ def test_generation_does_not_block_embeddings(smol_api) -> None:
         response = httpx.post(smol_api.url + "/v1/embeddings", json={"input": "while the model talks"}, timeout=60)
         waited = time.monotonic() - started
     assert response.status_code == 200 and waited < 1.0, waited
+
+
+def test_a_long_prefill_never_freezes_the_api(smol_api) -> None:
+    """A ~4,000-token prompt (max_tokens 1: all prefill) runs in the model's own process: /health
+    answers in < 200 ms and an embeddings request in < 1 s meanwhile (on a thread of the server, the
+    prefill held the GIL and stalled both for ~31 s)."""
+    model = smol_api.app.state.chat._models["SmolLM2-135M-Instruct"]
+    long_prompt = " ".join(f"Line {i} of a long log file: the service restarted." for i in range(400))
+    done: list[httpx.Response] = []
+    body = {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 1}
+    chatting = threading.Thread(target=lambda: done.append(httpx.post(smol_api.url + URL, json=body, timeout=300)))
+    chatting.start()
+    deadline = time.monotonic() + 60
+    while not model.turn.locked():  # the prompt is tokenized; the prefill begins
+        assert time.monotonic() < deadline and chatting.is_alive()
+        time.sleep(0.01)
+    health, embeddings = [], []
+    while model.turn.locked():
+        started = time.monotonic()
+        assert httpx.get(smol_api.url + "/health", timeout=30).status_code == 200
+        health.append(time.monotonic() - started)
+        started = time.monotonic()
+        assert httpx.post(smol_api.url + "/v1/embeddings", json={"input": "meanwhile"}, timeout=30).status_code == 200
+        embeddings.append(time.monotonic() - started)
+    chatting.join()
+    assert done[0].status_code == 200 and done[0].json()["usage"]["prompt_tokens"] > 3500, done[0].text
+    figures = {"prompt_tokens": done[0].json()["usage"]["prompt_tokens"], "probes": len(health)}
+    figures |= {"health_max_ms": round(max(health) * 1000, 1), "embeddings_max_ms": round(max(embeddings) * 1000, 1)}
+    print(json.dumps(figures))
+    assert len(health) >= 3, health  # the prefill took a while: the probes ran during it
+    assert max(health) < 0.2 and max(embeddings) < 1.0, (health, embeddings)
+
+
+def test_a_client_that_times_out_stops_its_generation(smol_api) -> None:
+    """Non-streaming: the client gives up after 1 s; the 600-token generation stops within seconds."""
+    model = smol_api.app.state.chat._models["SmolLM2-135M-Instruct"]
+    before = _cancelled(smol_api)
+    story = [{"role": "user", "content": "Write a very long story about a dragon."}]
+    body = {"messages": story, "max_tokens": 600, "min_tokens": 600}
+    with contextlib.suppress(httpx.TimeoutException):
+        httpx.post(smol_api.url + URL, json=body, timeout=1)
+    started = time.monotonic()
+    while model.turn.locked() or _cancelled(smol_api) == before:
+        assert time.monotonic() - started < 5, "the generation kept running after its client timed out"
+        time.sleep(0.05)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from sqlalchemy import text
 
 from onnxvec import services
 from onnxvec.config import Settings
@@ -144,6 +145,67 @@ def test_ingest_from_stdin_and_unsupported_files(settings: Settings, endpoints: 
     assert shown.returncode == 0 and f"unsupported file type, not ingested: {tmp_path / 'photo.png'}" in shown.stderr
     missing = onnxvec(settings, "ingest", str(tmp_path / "nope"), "--collection", "piped")
     assert missing.returncode == 1 and "no such file or folder" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_one_bad_file_never_sinks_an_ingest(settings: Settings, endpoints: Endpoints, engine, tmp_path: Path) -> None:
+    """A FIFO, a dangling link, NUL bytes, a name that is not UTF-8 and hostile records among good
+    files: the good ones are registered, each bad one is recorded failed with its reason, nothing hangs
+    (a FIFO is never opened for a blocking read). Unreadable files: tests/test_load_chunk.py."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "good.md").write_text("A good document about keys.")
+    os.mkfifo(corpus / "pipe.txt")
+    (corpus / "gone.md").symlink_to(corpus / "nowhere.md")
+    (corpus / "nul.txt").write_bytes(b"text then \x00 a NUL")
+    (corpus / os.fsdecode(b"caf\xe9.txt")).write_text("A file whose name is Latin-1.")
+    (corpus / "r.jsonl").write_text('{"id": 1, "text": "good record"}\n{"id": 2, "text": "\\ud800"}\n{broken\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "onnxvec", "ingest", str(corpus / "*"), "--collection", "hostile"],
+        env=_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT external_id, state, last_error FROM documents d JOIN collections c ON c.id = d.collection_id"
+                " WHERE c.name = 'hostile'"
+            )
+        ).all()
+    states = {Path(external_id).name: (state, error) for external_id, state, error in rows}
+    assert states.pop("good.md")[0] != "failed" and states.pop("r.jsonl#1")[0] != "failed"
+    assert states.pop("caf\\xe9.txt")[0] != "failed"
+    assert {name: error for name, (state, error) in states.items() if state == "failed"} == {
+        "pipe.txt": "not a regular file (a FIFO); skipped",
+        "gone.md": "cannot read the file: No such file or directory",
+        "nul.txt": "binary file (a NUL byte at offset 10), not text",
+        "r.jsonl#2": "record 2 holds an unpaired surrogate (not valid Unicode)",
+        "r.jsonl#3": "line 3 is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2"
+        " (char 1)",
+    }
+
+
+def test_secrets_are_masked_and_unreachable_services_are_one_line(settings: Settings, endpoints: Endpoints) -> None:
+    secret = {
+        "DATABASE_URL": "postgresql+psycopg://onnxvec:hunter2@127.0.0.1:1/onnxvec",
+        "REDIS_URL": "redis://:hunter3@127.0.0.1:1/0",
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "onnxvec", *args]
+        return subprocess.run(command, env=_env(settings) | secret, capture_output=True, text=True, timeout=120)
+
+    for args in (("services", "status"), ("services", "status", "--json"), ("services", "start")):
+        shown = run(*args)
+        assert "hunter" not in shown.stdout + shown.stderr and "***" in shown.stdout, shown
+    down = run("collections", "list")
+    assert down.returncode == 1 and down.stderr.startswith("error: cannot reach the database: ")
+    assert down.stderr.count("\n") == 1 and "hunter" not in down.stderr, down.stderr
+    long_name = onnxvec(settings, "collections", "create", "c" * 8000)
+    assert long_name.returncode == 1 and long_name.stderr.startswith("error: a collection name is 1 to 200")
+    assert long_name.stderr.count("\n") == 1, long_name.stderr
 
 
 def test_bad_settings_and_bad_revisions_are_one_line_errors(settings: Settings, endpoints: Endpoints) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from onnxvec.chunk import chunk_text
+from onnxvec.config import PROJECT_ROOT
 from onnxvec.embed import EmbeddingEngine
 from onnxvec.load import LoadOptions, expand, html_text, load_file, load_stdin
 
@@ -26,7 +30,7 @@ def test_bad_files_carry_their_reason(tmp_path: Path) -> None:
     errors = {p.name: load_file(p, LoadOptions(max_bytes=1000))[0].error for p in sorted(tmp_path.iterdir())}
     assert errors == {
         "big.txt": "file is 0.0 MB, over the 0.0 MB limit",
-        "bin.txt": "binary file (NUL bytes), not text",
+        "bin.txt": "binary file (a NUL byte at offset 4), not text",
         "empty.md": "empty text",
         "latin1.txt": "not valid UTF-8: byte 0xe9 at offset 3",
     }
@@ -48,6 +52,44 @@ def test_records_from_jsonl_csv_and_json(tmp_path: Path) -> None:
     ]
     assert docs[0].metadata["lang"] == "en" and "id" not in docs[0].metadata
     assert docs[2].metadata["team"] == "core"
+
+
+def test_an_unreadable_file_is_refused_with_its_reason(tmp_path: Path) -> None:
+    """Mode 000 (a PermissionError traceback sank the whole ingest). Root reads such files, so as root
+    the loader runs without its DAC capabilities, refused like anyone else."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("nobody may read this")
+    secret.chmod(0)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+    load = f"from onnxvec.load import *; print(load_file(Path({str(secret)!r}), LoadOptions())[0].error)"
+    command = [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", f"from pathlib import Path; {load}"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.stdout == "cannot read the file: Permission denied\n", done.stderr
+
+
+def test_hostile_records_fail_alone_with_their_line(tmp_path: Path) -> None:
+    """A broken line, an unpaired surrogate, NaN and NUL (what PostgreSQL cannot store) each fail their
+    own record; the error names the real line; the records around them load."""
+    lines = [
+        '{"id": "a", "text": "first"}',
+        "",
+        '{"id": "b", "text": broken',
+        '{"id": "c", "text": "lone \\ud800 surrogate"}',
+        '{"id": "d", "text": "fine", "score": NaN}',
+        '{"id": "e", "text": "nul \\u0000 inside"}',
+        '{"id": "f", "text": "last"}',
+    ]
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    docs = load_file(tmp_path / "r.jsonl", LoadOptions())
+    got = [(d.external_id.rsplit("#", 1)[1], d.text, d.error) for d in docs]
+    assert got[0] == ("a", "first", None) and got[-1] == ("f", "last", None)
+    assert got[1][0] == "2" and got[1][2].startswith("line 3 is not valid JSON: Expecting value")
+    assert [g[2] for g in got[2:5]] == [
+        "record 3 holds an unpaired surrogate (not valid Unicode)",
+        "record 4 holds NaN or Infinity",
+        "record 5 holds a NUL character",
+    ]
+    assert docs[1].metadata["line"] == 3 and docs[4].metadata["line"] == 6
 
 
 def test_expand_recurses_and_reports_unsupported(tmp_path: Path) -> None:

@@ -36,12 +36,12 @@ def keyed_api(start_api, engine: Engine, embedder: EmbeddingEngine):
 def chat_schema(start_api, tiny_chat: str) -> schemathesis.BaseSchema:
     """Chat and legacy completions on a keyed server whose chat model is the tiny one."""
     server = start_api(api_keys=KEY, chat_model=tiny_chat)
-    return schemathesis.openapi.from_url(server.url + "/openapi.json")
+    return schemathesis.openapi.from_url(server.url + "/openapi.json", headers=AUTH)
 
 
 @pytest.fixture(scope="module")
 def api_schema(keyed_api) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_url(keyed_api.url + "/openapi.json")
+    return schemathesis.openapi.from_url(keyed_api.url + "/openapi.json", headers=AUTH)
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -81,6 +82,35 @@ def test_a_lease_keeps_others_out_until_it_expires(settings: Settings, engine: E
         state, attempts = conn.execute(text("SELECT state, attempts FROM documents WHERE id = :d"), {"d": doc_id}).one()
     assert (state, attempts) == ("done", 2)
     assert len(_chunks(engine, doc_id)) == len({o for o, _ in _chunks(engine, doc_id)}) > 0
+
+
+def test_a_busy_worker_keeps_its_short_lease_by_heartbeat(settings: Settings, engine: Engine) -> None:
+    """A batch running several leases long is never taken over (the heartbeat renews its claims); the
+    owner's own live claim is taken again (a task retried after the database came back)."""
+    col = _collection(engine, "heartbeat")
+    long_text = " ".join(PARAS * 3)  # ~2,000 tokens each: seconds of work on two cores
+    ids = _register(engine, col, [_doc(f"h{i}", f"{i} {long_text}") for i in range(8)]).queued
+    busy = Pipeline(settings.model_copy(update={"lease_seconds": 0.6}), engine)
+    taken: list[list] = []
+
+    def rival() -> None:
+        while len(taken) < 20:
+            time.sleep(0.1)
+            with engine.begin() as conn:
+                taken.append(documents.claim(conn, ids, "worker-b", lease_seconds=60))
+
+    thread = threading.Thread(target=rival)
+    started = time.monotonic()
+    thread.start()
+    outcome = busy.process(ids)
+    thread.join()
+    assert time.monotonic() - started > 3 * 0.6  # the batch outlived its lease several times over
+    assert outcome.done == len(ids) and not any(taken)
+    (doc_id,) = _register(engine, col, [_doc("again", PARAS[2])]).queued
+    with engine.begin() as conn:
+        assert [c.id for c in documents.claim(conn, [doc_id], "worker-a", lease_seconds=60)] == [doc_id]
+        assert [c.id for c in documents.claim(conn, [doc_id], "worker-a", lease_seconds=60)] == [doc_id]
+        assert documents.claim(conn, [doc_id], "worker-b", lease_seconds=60) == []
 
 
 def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, engine: Engine) -> None:
@@ -198,3 +228,19 @@ def test_passages_get_the_models_passage_prefix(settings: Settings, engine: Engi
     assert not any(with_prefix.truncated)
     np.testing.assert_allclose(stored, with_prefix.vectors, atol=1e-5)
     assert np.abs(stored - prefixed.embed(texts).vectors).max() > 1e-2
+
+
+def test_status_says_why_work_stalls() -> None:
+    def counts(pending: int, done_last_minute: int = 0) -> dict:
+        return {"documents": {"pending": pending}, "done_last_minute": done_last_minute}
+
+    def claims(live: int = 0, lapsed: int = 0, waited: float = 60) -> dict:
+        return {"live_claims": live, "lapsed_claims": lapsed, "oldest_pending_seconds": waited}
+
+    assert ingest.stall(counts(0), claims(), 0, 5) is None  # nothing to do
+    assert ingest.stall(counts(9), claims(live=8), 0, 5) is None  # a worker is on it
+    assert ingest.stall(counts(9, done_last_minute=30), claims(), 0, 5) is None  # moving
+    assert ingest.stall(counts(9), claims(waited=2), 0, 5) is None  # just registered
+    assert "no worker takes them" in ingest.stall(counts(9), claims(), 3, 5)
+    assert "is a worker running" in ingest.stall(counts(9), claims(), 0, 5)
+    assert "3 claims lapsed" in ingest.stall(counts(0), claims(lapsed=3), 0, 5)

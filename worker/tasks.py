@@ -24,6 +24,7 @@ TRANSIENT = (
     psycopg.OperationalError,
     redis.ConnectionError,
 )
+MAX_BACKOFF_SECONDS = 8  # a restarted database sees its work resume within seconds
 _pipeline: Pipeline | None = None
 
 
@@ -48,7 +49,7 @@ def embed_documents(self, ids: list[int]) -> dict:
         log.warning("transient error on %d documents, retrying: %s", len(ids), exc)
         with contextlib.suppress(TRANSIENT):  # the database is down: the claims expire with their lease instead
             pipeline().release(ids, f"retrying after: {exc}")
-        countdown = min(60, 2 ** min(self.request.retries, 6))
+        countdown = min(MAX_BACKOFF_SECONDS, 2 ** min(self.request.retries, 6))
         raise self.retry(exc=exc, countdown=countdown) from exc
     log.info("embedded %s", outcome)
     return outcome.__dict__
@@ -57,7 +58,7 @@ def embed_documents(self, ids: list[int]) -> dict:
 @app.task(name=queue.RECONCILE_TASK)
 def reconcile() -> int:
     """Re-enqueue what Postgres says is unfinished but the queue may have lost."""
-    ids = pipeline().stale()
+    ids = pipeline().stale(queue_empty=queue.queue_depth(endpoints.redis_url) == 0)
     if ids:
         log.info("reconciler re-enqueues %d documents", len(ids))
         ingest.dispatch(pipeline().db, app, ids, settings.task_documents)

@@ -1,0 +1,46 @@
+"""Bearer authentication, checked before a request is admitted: an unauthenticated request is never
+counted in flight and its body is never read (api/guard.py calls `refusal` first)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi.security import HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import Response
+from starlette.types import Scope
+
+from api.errors import error_response
+from onnxvec.keys import KeyRing
+
+OPEN = {"/health"}  # liveness only: the document (/openapi.json, /docs, /redoc) needs a key like the rest
+
+# Declares the scheme in the OpenAPI document; the header itself is read by `refusal`, so that a
+# missing key and a wrong one get OpenAI's 401 bodies.
+bearer = HTTPBearer(
+    auto_error=False,
+    description="An API key; required once any was created (ONNXVEC_API_KEYS, `onnxvec keys create`) "
+    "or with ONNXVEC_AUTH=required, until ONNXVEC_AUTH=off.",
+)
+
+
+async def refusal(ring: KeyRing, scope: Scope) -> Response | None:
+    """The 401 (or 503, when the keys were never readable) that refuses this request, or None."""
+    if scope["path"] in OPEN:
+        return None
+    try:
+        state = ring.current() if ring.fresh() else await asyncio.to_thread(ring.current)
+    except SQLAlchemyError:
+        return error_response(503, "The API keys cannot be read: the database is unavailable; retry later.")
+    if not state.required:
+        return None
+    header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        message = "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
+        return error_response(401, message, code="missing_api_key")
+    if not ring.accepts(key, state):
+        shown = key[:7] + "..." if len(key) > 7 else "..."
+        return error_response(401, f"Incorrect API key provided: {shown}", code="invalid_api_key")
+    return None
