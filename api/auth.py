@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+from fastapi import Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 from starlette.types import Scope
 
 from api.errors import error_response
-from onnxvec.keys import KeyRing
+from onnxvec.keys import EVERYTHING, KeyRing
+from onnxvec.store import CollectionNotFound
 
 OPEN = {"/health"}  # liveness only: the document (/openapi.json, /docs, /redoc) needs a key like the rest
 
@@ -25,7 +27,9 @@ bearer = HTTPBearer(
 
 
 async def refusal(ring: KeyRing, scope: Scope) -> Response | None:
-    """The 401 (or 503, when the keys were never readable) that refuses this request, or None."""
+    """The 401 (or 503, when the keys were never readable) that refuses this request, or None; an
+    admitted request carries its key's Grant in `request.state.grant`."""
+    scope.setdefault("state", {})["grant"] = EVERYTHING
     if scope["path"] in OPEN:
         return None
     try:
@@ -40,7 +44,16 @@ async def refusal(ring: KeyRing, scope: Scope) -> Response | None:
     if scheme.lower() != "bearer" or not key:
         message = "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'."
         return error_response(401, message, code="missing_api_key")
-    if not ring.accepts(key, state):
+    grant = ring.grant(key, state)
+    if grant is None:
         shown = key[:7] + "..." if len(key) > 7 else "..."
         return error_response(401, f"Incorrect API key provided: {shown}", code="invalid_api_key")
+    scope["state"]["grant"] = grant
     return None
+
+
+def reachable(request: Request, collection: str) -> None:
+    """A collection outside the key's grant is answered as one that does not exist (404): a scoped key
+    learns nothing of the others."""
+    if not request.state.grant.allows(collection):
+        raise CollectionNotFound(f"collection {collection!r} does not exist")

@@ -3,8 +3,6 @@ onnxvec's retrieval fields and the citations of the stored documents the answer 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -15,7 +13,9 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from api.auth import reachable
 from api.chat_schemas import CHAT_COMPLETION_RESPONSES, ChatCompletion, ChatCompletionRequest, GenerationFields
+from api.disconnect import unless_gone
 from api.errors import error_body
 from api.routes import JSON
 from onnxvec.chat import ChatRequest, ChatService, Prepared
@@ -72,31 +72,8 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
     )
 
 
-GONE = 499  # nginx's "client closed request": logged and counted, never seen by the client
-
-
-async def whole_text(chat: ChatService, generation: RemoteGeneration, request: Request) -> str | None:
-    """A generation's whole text; None when the client left first (a timed-out client of a
-    non-streaming request): the generation stops at its next token instead of running for nobody."""
-
-    async def collect() -> str:
-        return "".join([delta async for delta in chat.stream(generation)])
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    collecting, gone = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected())
-    try:
-        await asyncio.wait({collecting, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if collecting.done():
-        return collecting.result()
-    collecting.cancel()  # its stream's cleanup cancels the generation
-    with contextlib.suppress(asyncio.CancelledError):
-        await collecting
-    return None
+async def whole_text(chat: ChatService, generation: RemoteGeneration) -> str:
+    return "".join([delta async for delta in chat.stream(generation)])
 
 
 def _usage(prepared: Prepared, completion_tokens: int) -> dict[str, int]:
@@ -116,6 +93,8 @@ def _finish(reason: str | None) -> str:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     chat: ChatService = request.app.state.chat
     core = to_request(body, chat.settings.chat_collection)
+    if core.collection:
+        reachable(request, core.collection)
     prepared = await chat.prepare(core)
     chat.admit(prepared.engine.name)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared.engine.name}
@@ -126,10 +105,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     choices, completion_tokens = [], 0
     for index in range(core.n):
         generation = chat.start(prepared, core.sampling, index)
-        text = await whole_text(chat, generation, request)
-        request.app.state.metrics.on_generation(prepared.engine.name, generation)
-        if text is None:
-            return Response(status_code=GONE)
+        try:
+            text = await unless_gone(request, whole_text(chat, generation))
+        finally:  # also when the client left: counted as cancelled
+            request.app.state.metrics.on_generation(prepared.engine.name, generation)
         completion_tokens += generation.completion_tokens
         choices.append(
             {

@@ -13,8 +13,9 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.chat import GONE, sampling_of, whole_text
+from api.chat import sampling_of, whole_text
 from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
+from api.disconnect import unless_gone
 from api.errors import error_body
 from api.routes import JSON
 from onnxvec.chat import ChatService, Prepared
@@ -41,10 +42,10 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     choices, completion_tokens = [], 0
     for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
         generation = chat.start(prompt, sampling, number)
-        text = await whole_text(chat, generation, request)
-        request.app.state.metrics.on_generation(prompt.engine.name, generation)
-        if text is None:
-            return Response(status_code=GONE)
+        try:
+            text = await unless_gone(request, whole_text(chat, generation))
+        finally:
+            request.app.state.metrics.on_generation(prompt.engine.name, generation)
         completion_tokens += generation.completion_tokens
         text = echoes[index // body.n] + text
         choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": _finish(generation)})

@@ -12,11 +12,12 @@ import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.disconnect import GONE, ClientGone
 from onnxvec.microbatch import Overloaded
 from onnxvec.modelstore import ModelError, ModelNotFound
 from onnxvec.service import InvalidRequest
@@ -115,6 +116,10 @@ def install(app: FastAPI) -> None:
     async def _model_broken(request: Request, exc: ModelError) -> JSONResponse:
         log.error("%s %s: model unusable: %s", request.method, request.url.path, exc)
         return error_response(503, f"The model cannot be used: {exc}", "model", "model_unavailable")
+
+    @app.exception_handler(ClientGone)
+    async def _gone(_: Request, exc: ClientGone) -> Response:
+        return Response(status_code=GONE)
 
     @app.exception_handler(Overloaded)
     async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from onnxvec import documents, queue
-from onnxvec.generate import Generation
+from onnxvec.generate import GenerationState
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -87,6 +87,6 @@ class Metrics:
         self.batch_inputs.labels(model).observe(inputs)
         self.batch_seconds.labels(model).observe(seconds)
 
-    def on_generation(self, model: str, generation: Generation) -> None:
+    def on_generation(self, model: str, generation: GenerationState) -> None:
         self.completions.labels(model, generation.finish_reason or "cancelled").inc()
         self.completion_tokens.labels(model).inc(generation.completion_tokens)

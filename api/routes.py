@@ -17,6 +17,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from api.auth import reachable
+from api.disconnect import owner, unless_gone
 from api.schemas import (
     EMBEDDING_HEADERS,
     CollectionList,
@@ -60,7 +62,8 @@ def _db(request: Request) -> Engine:
 )
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSON:
     """OpenAI's embeddings; each item also says how many tokens it used and whether it was cut."""
-    batcher, result = await _service(request).embed(body.model, body.input, truncate=body.truncate)
+    work = _service(request).embed(body.model, body.input, truncate=body.truncate, owner=owner(request))
+    batcher, result = await unless_gone(request, work)  # a client that left frees its queued inputs
     manifest = batcher.engine.manifest
     vectors = shorten(result.vectors, body.dimensions, manifest.normalize)
     encoded = result.encoded
@@ -128,6 +131,7 @@ async def retrieve_model(model_id: Annotated[str, Path(examples=["all-MiniLM-L6-
 )
 async def search(body: SearchRequest, request: Request) -> JSON:
     """Top-k chunks of a collection for a query, embedded with the collection's own model."""
+    reachable(request, body.collection)
     result = await search_text(
         _db(request),
         _service(request),
@@ -167,7 +171,8 @@ async def search(body: SearchRequest, request: Request) -> JSON:
 
 @router.get("/collections", response_class=JSON, response_model=CollectionList)
 async def list_collections(request: Request) -> JSON:
-    return JSON({"object": "list", "data": await asyncio.to_thread(_collections, _db(request))})
+    found = await asyncio.to_thread(_collections, _db(request))
+    return JSON({"object": "list", "data": [c for c in found if request.state.grant.allows(c["id"])]})
 
 
 def _collections(db: Engine) -> list[dict[str, Any]]:

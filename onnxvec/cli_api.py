@@ -38,10 +38,16 @@ def serve_command(
 
 
 @keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Argument(help="who or what the key is for")]) -> None:
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who or what the key is for")],
+    collections: Annotated[
+        str | None, typer.Option(help="comma-separated: the only collections this key sees (default: all)")
+    ] = None,
+) -> None:
     """Create a key and print it once: only its digest is kept."""
+    scope = [c.strip() for c in collections.split(",") if c.strip()] if collections is not None else None
     with _database(get_settings()).begin() as conn:
-        key, plaintext = keys.create(conn, name)
+        key, plaintext = keys.create(conn, name, scope)
     typer.echo(plaintext)
     typer.echo(f"key {key.id} ({key.name}) created; it is shown only now", err=True)
 
@@ -55,7 +61,8 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         return
     for row in rows:
         state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-        typer.echo(f"{row.id:>4}  {row.prefix}...  {row.name:<24} {row.created_at:%Y-%m-%d %H:%M}  {state}")
+        scope = "all collections" if row.collections is None else ", ".join(row.collections) or "no collection"
+        typer.echo(f"{row.id:>4}  {row.prefix}...  {row.name:<24} {row.created_at:%Y-%m-%d %H:%M}  {state}  {scope}")
 
 
 @keys_app.command("revoke")

@@ -88,7 +88,9 @@ class Settings(BaseSettings):
         description="request bodies held at once, all requests together; past it 429 (memory stays bounded)",
     )
     max_concurrent_requests: int = Field(default=256, ge=1, description="requests in flight past this get 429")
-    max_queued_inputs: int = Field(default=8192, ge=1, description="inputs waiting for the engine past this get 429")
+    max_queued_inputs: int = Field(
+        default=8192, ge=1, description="a client (API key or address) with this many inputs waiting gets 429"
+    )
     batch_wait_ms: float = Field(default=2.0, ge=0, description="how long a forward waits for more requests")
     token_ids: Literal["cl100k_base", "model"] = Field(
         default="cl100k_base",

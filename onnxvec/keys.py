@@ -30,27 +30,43 @@ class ApiKey:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    collections: list[str] | None  # None: every collection
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a request's key may reach: these collections, or every one (None)."""
+
+    collections: frozenset[str] | None = None
+
+    def allows(self, collection: str) -> bool:
+        return self.collections is None or collection in self.collections
+
+
+EVERYTHING = Grant()
+_COLUMNS = "id, name, prefix, created_at, revoked_at, collections"
 
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create(conn: Connection, name: str) -> tuple[ApiKey, str]:
-    """A new key; the plaintext is returned once and only its digest is stored."""
+def create(conn: Connection, name: str, collections: list[str] | None = None) -> tuple[ApiKey, str]:
+    """A new key (limited to `collections` when given); the plaintext is returned once and only its
+    digest is stored."""
     key = PREFIX + secrets.token_urlsafe(32)
     row = conn.execute(
         text(
-            "INSERT INTO api_keys (name, prefix, digest) VALUES (:name, :prefix, :digest)"
-            " RETURNING id, name, prefix, created_at, revoked_at"
+            "INSERT INTO api_keys (name, prefix, digest, collections) VALUES (:name, :prefix, :digest, :collections)"
+            f" RETURNING {_COLUMNS}"
         ),
-        {"name": name, "prefix": key[:10], "digest": digest(key)},
+        {"name": name, "prefix": key[:10], "digest": digest(key), "collections": collections},
     ).one()
     return ApiKey(*row), key
 
 
 def list_keys(conn: Connection) -> list[ApiKey]:
-    rows = conn.execute(text("SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY id"))
+    rows = conn.execute(text(f"SELECT {_COLUMNS} FROM api_keys ORDER BY id"))
     return [ApiKey(*row) for row in rows]
 
 
@@ -62,8 +78,10 @@ def revoke(conn: Connection, key_id: int) -> bool:
     return result.rowcount > 0
 
 
-def active_digests(conn: Connection) -> set[str]:
-    return set(conn.execute(text("SELECT digest FROM api_keys WHERE revoked_at IS NULL")).scalars())
+def active_digests(conn: Connection) -> dict[str, Grant]:
+    """Every live key's digest with what it may reach."""
+    rows = conn.execute(text("SELECT digest, collections FROM api_keys WHERE revoked_at IS NULL"))
+    return {key: EVERYTHING if names is None else Grant(frozenset(names)) for key, names in rows}
 
 
 def any_created(conn: Connection) -> bool:
@@ -74,7 +92,7 @@ def any_created(conn: Connection) -> bool:
 @dataclass(frozen=True)
 class KeyState:
     required: bool
-    digests: frozenset[str]
+    grants: dict[str, Grant]  # by key digest
 
 
 class KeyRing:
@@ -90,7 +108,7 @@ class KeyRing:
         self.db = db
         self.mode = mode
         self.ttl = ttl
-        self._env = frozenset(digest(k) for k in env_keys)
+        self._env = {digest(k): EVERYTHING for k in env_keys}
         self._state: KeyState | None = KeyState(False, self._env) if mode == "off" else None
         self._read_at = float("-inf")
         self._lock = threading.Lock()
@@ -109,16 +127,15 @@ class KeyRing:
                     log.warning("API keys: the database cannot be read; the last keys read stay in force")
                 else:
                     required = self.mode == "required" or bool(self._env) or ever
-                    self._state = KeyState(required, self._env | live)
+                    self._state = KeyState(required, live | self._env)
             assert self._state is not None
             return self._state
 
     def fresh(self) -> bool:
         return self.mode == "off" or (self._state is not None and time.monotonic() - self._read_at <= self.ttl)
 
-    def accepts(self, key: str | None, state: KeyState) -> bool:
-        """Constant-time comparison against every valid digest."""
-        if key is None:
-            return False
+    def grant(self, key: str, state: KeyState) -> Grant | None:
+        """What the key may reach, or None for no valid key (constant-time against every digest)."""
         wanted = digest(key)
-        return any(hmac.compare_digest(wanted, d) for d in state.digests)
+        found = [grant for known, grant in state.grants.items() if hmac.compare_digest(wanted, known)]
+        return found[0] if found else None

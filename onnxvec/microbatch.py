@@ -1,9 +1,11 @@
 """Micro-batching: concurrent requests' inputs coalesce into token-budget batches on one engine.
 
-Requests put their token ids in one FIFO queue; a single loop takes inputs off the front until the
-next ONNX forward is full (token budget, batch size) or the queue is empty, runs that forward on a
-worker thread (the event loop keeps serving), and hands each request its rows as they come back.
-Large requests are split across forwards this way, and small ones arriving meanwhile ride along.
+Requests put their token ids in their owner's FIFO queue (an owner is a client: its API key or
+address); a single loop takes inputs from the owners in turn, one each, until the next ONNX forward is
+full (token budget, batch size) or nothing waits, runs that forward on a worker thread (the event
+loop keeps serving), and hands each request its rows as they come back. Large requests are split
+across forwards this way, and another client's small request rides in the very next forward however
+much one client queued. A request whose caller went away (cancelled) leaves the queue at once.
 """
 
 from __future__ import annotations
@@ -23,11 +25,9 @@ import numpy as np
 from onnxvec.batch import plan_batches
 from onnxvec.embed import EmbeddingEngine
 
-FORWARD_NICENESS = 19
-
 
 class Overloaded(Exception):
-    """The queue holds as many inputs as it may; the caller should retry later."""
+    """The caller has as many inputs queued as it may; it should retry later."""
 
 
 @dataclass
@@ -71,7 +71,8 @@ class MicroBatcher:
         self.max_wait = max_wait_ms / 1000
         self.max_queued_inputs = max_queued_inputs
         self.on_batch = on_batch  # (inputs, padded tokens, seconds) per forward, for metrics
-        self._queue: deque[tuple[_Request, int]] = deque()
+        self._queues: dict[str, deque[tuple[_Request, int]]] = {}  # by owner; dict order is the turn order
+        self._queued = 0
         self._wakeup = asyncio.Event()
         self._idle = forwards
         self._executor = ThreadPoolExecutor(
@@ -85,12 +86,14 @@ class MicroBatcher:
 
     @property
     def queued_inputs(self) -> int:
-        return len(self._queue)
+        return self._queued
 
-    async def embed(self, ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, BatchTiming]:
-        """Vectors for `ids` (already truncated, with special tokens), in order."""
-        if len(self._queue) >= self.max_queued_inputs:  # a full queue refuses; a big request alone never is
-            raise Overloaded(f"{len(self._queue)} inputs are already waiting for the model")
+    async def embed(self, ids: Sequence[Sequence[int]], owner: str = "") -> tuple[np.ndarray, BatchTiming]:
+        """Vectors for `ids` (already truncated, with special tokens), in order. An owner with
+        `max_queued_inputs` waiting is refused (a big request alone never is); others are not."""
+        waiting = len(self._queues.get(owner, ()))
+        if waiting >= self.max_queued_inputs:
+            raise Overloaded(f"{waiting} of your inputs are already waiting for the model")
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
         request = _Request(
@@ -101,9 +104,23 @@ class MicroBatcher:
         )
         if not ids:
             return request.vectors, request.timing
-        self._queue.extend((request, i) for i in range(len(ids)))
+        self._queues.setdefault(owner, deque()).extend((request, i) for i in range(len(ids)))
+        self._queued += len(ids)
+        request.future.add_done_callback(lambda _: self._forget(owner, request))
         self._wakeup.set()
         return request.vectors, await request.future
+
+    def _forget(self, owner: str, request: _Request) -> None:
+        """A request that ended early (cancelled: its caller went away; or failed) leaves the queue now."""
+        queue = self._queues.get(owner)
+        if not queue or request.remaining == 0:
+            return
+        kept = deque(entry for entry in queue if entry[0] is not request)
+        self._queued -= len(queue) - len(kept)
+        if kept:
+            self._queues[owner] = kept
+        else:
+            del self._queues[owner]
 
     async def close(self) -> None:
         for task in [self._loop_task, *self._running]:
@@ -112,21 +129,23 @@ class MicroBatcher:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _take(self) -> list[tuple[_Request, int]]:
-        """Inputs off the front of the queue for one forward: within the token budget and batch size,
+        """Inputs for one forward, one from each owner in turn: within the token budget and batch size,
         and no more than an even share when other forwards are idle, so every core gets work."""
-        share = -(-len(self._queue) // self._idle)
+        share = -(-self._queued // self._idle)
         taken: list[tuple[_Request, int]] = []
         longest = 0
-        while self._queue and len(taken) < min(self.engine.max_batch_size, share):
-            request, i = self._queue[0]
-            if request.future.done():  # failed or its caller went away: skip the rest of it
-                self._queue.popleft()
-                continue
+        while self._queues and len(taken) < min(self.engine.max_batch_size, share):
+            owner, queue = next(iter(self._queues.items()))
+            request, i = queue[0]
             length = max(longest, len(request.ids[i]))
             if taken and length * (len(taken) + 1) > self.engine.token_budget:
                 break
-            taken.append(self._queue.popleft())
+            taken.append(queue.popleft())
+            self._queued -= 1
             longest = length
+            del self._queues[owner]  # to the back of the turn order, if it has more
+            if queue:
+                self._queues[owner] = queue
         return taken
 
     async def _run(self) -> None:
@@ -134,7 +153,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         freed = asyncio.Event()
         while True:
-            if not self._queue:
+            if not self._queues:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 if self.max_wait and self._idle == self.forwards:

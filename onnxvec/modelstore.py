@@ -95,7 +95,13 @@ def _first(folder: Path, candidates: list[str], pattern: str) -> str | None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path.name} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path.name} holds {type(data).__name__}, not a JSON object")
+    return data
 
 
 def _onnx_output_dims(path: Path) -> int | None:
@@ -137,11 +143,14 @@ def describe_folder(folder: Path) -> dict[str, Any]:
         "mean",
     )
     max_len = st_config.get("max_seq_length") or config.get("max_position_embeddings")
+    dims, said = _onnx_output_dims(folder / onnx_file), config.get("hidden_size")
+    if dims and said and dims != said:  # the vectors are what the ONNX file computes: a lie here broke writes
+        raise ModelError(f"config.json says hidden_size {said}, but {onnx_file} outputs {dims} dimensions")
     return {
         "kind": "embedding",
         "onnx_file": onnx_file,
         "tokenizer_file": _first(folder, ["tokenizer.json"], "tokenizer.json"),
-        "dims": config.get("hidden_size") or _onnx_output_dims(folder / onnx_file),
+        "dims": dims or said,
         "max_seq_length": max_len,
         "pooling": pooling,
     }

@@ -130,9 +130,9 @@ class EmbeddingService:
         return self._batchers[manifest.name]
 
     async def embed(
-        self, model: str | None, value: EmbeddingInput, *, truncate: bool = True, prefix: str = ""
+        self, model: str | None, value: EmbeddingInput, *, truncate: bool = True, prefix: str = "", owner: str = ""
     ) -> tuple[MicroBatcher, EmbeddingResult]:
-        """Tokenize (off the event loop) and embed through the model's micro-batcher."""
+        """Tokenize (off the event loop) and embed through the model's micro-batcher, in `owner`'s turns."""
         batcher = await self.batcher(model)
         items = as_sequences(value)
         started = time.perf_counter()
@@ -150,7 +150,7 @@ class EmbeddingService:
                 "Shorten it or leave 'truncate' at true.",
                 "input",
             )
-        vectors, timing = await batcher.embed(encoded.ids)
+        vectors, timing = await batcher.embed(encoded.ids, owner)
         return batcher, EmbeddingResult(vectors, encoded, timing, tokenize_ms)
 
     async def close(self) -> None:

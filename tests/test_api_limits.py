@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -145,3 +146,34 @@ def test_bodies_held_at_once_are_bounded(start_api) -> None:
     while (accepted := httpx.post(server.url + "/v1/embeddings", json=body)).status_code != 200:
         assert time.monotonic() < deadline, accepted.status_code  # the held bytes are released
         time.sleep(0.05)
+
+
+def test_one_clients_flood_neither_starves_nor_outlives_it(start_api) -> None:
+    """100,000 inputs from one key: another key's single input is answered in < 2 s (turns by client,
+    not one FIFO); when the flooding client leaves, its queued inputs are dropped within 2 s."""
+    server = start_api(api_keys="sk-flood, sk-other", max_request_bytes=32 * 1024 * 1024)
+    service = server.app.state.service
+    body = json.dumps({"input": [f"item {i}" for i in range(100_000)]}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    flood = socket.create_connection((host, int(port)))
+    head = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-flood\r\n"
+    flood.sendall(f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    try:
+        deadline = time.monotonic() + 60
+        while service.queued_inputs() < 50_000:  # tokenized and queued
+            assert time.monotonic() < deadline, service.queued_inputs()
+            time.sleep(0.05)
+        started = time.monotonic()
+        other = httpx.post(
+            server.url + "/v1/embeddings", json={"input": "me too"}, headers={"Authorization": "Bearer sk-other"}
+        )
+        waited = time.monotonic() - started
+        assert other.status_code == 200 and waited < 2.0, (other.status_code, waited)
+    finally:
+        flood.close()
+    started = time.monotonic()
+    while service.queued_inputs():
+        assert time.monotonic() - started < 2.0, service.queued_inputs()
+        time.sleep(0.02)
+    dropped = time.monotonic() - started
+    print(json.dumps({"other_client_seconds": round(waited, 3), "dropped_after_seconds": round(dropped, 3)}))

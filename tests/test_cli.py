@@ -160,7 +160,7 @@ def test_one_bad_file_never_sinks_an_ingest(settings: Settings, endpoints: Endpo
     (corpus / os.fsdecode(b"caf\xe9.txt")).write_text("A file whose name is Latin-1.")
     (corpus / "r.jsonl").write_text('{"id": 1, "text": "good record"}\n{"id": 2, "text": "\\ud800"}\n{broken\n')
     done = subprocess.run(
-        [sys.executable, "-m", "onnxvec", "ingest", str(corpus / "*"), "--collection", "hostile"],
+        [sys.executable, "-m", "onnxvec", "ingest", str(corpus / "*"), "--collection", "bad-files"],
         env=_env(settings),
         capture_output=True,
         text=True,
@@ -171,7 +171,7 @@ def test_one_bad_file_never_sinks_an_ingest(settings: Settings, endpoints: Endpo
         rows = conn.execute(
             text(
                 "SELECT external_id, state, last_error FROM documents d JOIN collections c ON c.id = d.collection_id"
-                " WHERE c.name = 'hostile'"
+                " WHERE c.name = 'bad-files'"
             )
         ).all()
     states = {Path(external_id).name: (state, error) for external_id, state, error in rows}

@@ -83,6 +83,23 @@ def test_bad_requests_leave_nothing_behind(tmp_path: Path) -> None:
     assert list((tmp_path / "models").iterdir()) == []
 
 
+def test_a_folder_whose_config_lies_is_refused_at_pull(model_store: ModelStore, tmp_path: Path) -> None:
+    """hidden_size 768 beside an ONNX graph of 384 (its vectors failed at the first write), a config.json
+    that is not JSON, or a name the filesystem cannot hold: one-line errors, nothing kept."""
+    store = ModelStore(tmp_path / "models")
+    folder = _local_folder(model_store, tmp_path)
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 768}))
+    with pytest.raises(ModelError, match="says hidden_size 768, but model.onnx outputs 384 dimensions"):
+        store.pull_local("liar", folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(ModelError, match="config.json is not valid JSON"):
+        store.pull_local("broken", folder)
+    for name in ("m" * 300, "a\x00b", "\ud800"):
+        with pytest.raises(ModelNotFound, match="invalid model name"):
+            store.get(name)
+    assert not (tmp_path / "models").exists() or list((tmp_path / "models").iterdir()) == []
+
+
 def test_chat_folders_are_not_embedding_models(model_store: ModelStore, tmp_path: Path) -> None:
     folder = tmp_path / "chatty"
     folder.mkdir()
