@@ -68,6 +68,8 @@ def start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen:
         except httpx.TransportError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()  # a server that is up but not ready must not outlive the run
+            proc.wait(timeout=30)
             raise SystemExit(f"the server did not become ready:\n{log.read_text()[-3000:]}")
         time.sleep(0.3)
 
