@@ -166,10 +166,12 @@ def _probes(app: FastAPI) -> None:
         response_class=Response,  # no media type of its own, so the errors stay application/json
         responses={
             200: {"description": "Prometheus' text format", "content": {"text/plain": {"schema": {"type": "string"}}}},
-            **error_responses(401, 408, 503),
+            **error_responses(401, 403, 408, 503),
         },
     )
     async def metrics(request: Request) -> Response:
+        if request.state.grant.collections is not None:  # its series name every collection
+            raise errors.APIError(403, "A key limited to collections cannot read the metrics.", code="forbidden")
         registry = request.app.state.metrics.registry
         return Response(await asyncio.to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 

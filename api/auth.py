@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from api.errors import error_response
-from onnxvec.keys import EVERYTHING, KeyRing
+from onnxvec.keys import EVERYTHING, KeyRing, digest
 from onnxvec.store import CollectionNotFound
 
 OPEN = {"/health"}  # liveness only: the document (/openapi.json, /docs, /redoc) needs a key like the rest
@@ -27,9 +27,11 @@ bearer = HTTPBearer(
 
 
 async def refusal(ring: KeyRing, scope: Scope) -> Response | None:
-    """The 401 (or 503, when the keys were never readable) that refuses this request, or None; an
-    admitted request carries its key's Grant in `request.state.grant`."""
-    scope.setdefault("state", {})["grant"] = EVERYTHING
+    """The 401 (or 503, when the keys were never readable) that refuses this request, or None. An
+    admitted request carries its key's Grant in `request.state.grant`, and in `request.state.owner`
+    who it is for fair turns at the model: its key, or its address when no key is asked for."""
+    client = scope.get("client")
+    scope.setdefault("state", {}).update(grant=EVERYTHING, owner=client[0] if client else "")
     if scope["path"] in OPEN:
         return None
     try:
@@ -48,7 +50,7 @@ async def refusal(ring: KeyRing, scope: Scope) -> Response | None:
     if grant is None:
         shown = key[:7] + "..." if len(key) > 7 else "..."
         return error_response(401, f"Incorrect API key provided: {shown}", code="invalid_api_key")
-    scope["state"]["grant"] = grant
+    scope["state"].update(grant=grant, owner=digest(key))  # one client per key, however the header is spelt
     return None
 
 

@@ -22,11 +22,6 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready; the work was cancelled."""
 
 
-def owner(request: Request) -> str:
-    """Whose work this is, for fair turns at the model: the API key sent, or the client's address."""
-    return request.headers.get("authorization") or (request.client.host if request.client else "")
-
-
 async def unless_gone(request: Request, work: Awaitable[T]) -> T:
     """The work's result; if the client disconnects first, the work is cancelled and ClientGone raised."""
 
@@ -37,10 +32,15 @@ async def unless_gone(request: Request, work: Awaitable[T]) -> T:
     working, gone = asyncio.ensure_future(work), asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({working, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler was cancelled (shutdown): so is its work
+        working.cancel()
+        raise
     finally:
         gone.cancel()
     if working.done():
         return working.result()
+    if gone.exception() is not None:  # not a disconnect: the listener failed; the client still waits
+        return await working
     working.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await working

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
 from api.auth import reachable
-from api.disconnect import owner, unless_gone
+from api.disconnect import unless_gone
 from api.schemas import (
     EMBEDDING_HEADERS,
     CollectionList,
@@ -62,7 +62,7 @@ def _db(request: Request) -> Engine:
 )
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> JSON:
     """OpenAI's embeddings; each item also says how many tokens it used and whether it was cut."""
-    work = _service(request).embed(body.model, body.input, truncate=body.truncate, owner=owner(request))
+    work = _service(request).embed(body.model, body.input, truncate=body.truncate, owner=request.state.owner)
     batcher, result = await unless_gone(request, work)  # a client that left frees its queued inputs
     manifest = batcher.engine.manifest
     vectors = shorten(result.vectors, body.dimensions, manifest.normalize)

@@ -136,6 +136,7 @@ _ERRORS = {
     400: "Invalid request: a malformed body, a value out of range, or one the model cannot take.",
     401: "Missing or invalid API key (required once any key was created, or with ONNXVEC_AUTH=required).",
     408: "The request body did not arrive within ONNXVEC_BODY_TIMEOUT_SECONDS.",
+    403: "The key may not read this (a key limited to collections, on /metrics).",
     404: "Unknown model or collection.",
     413: "The request body is over ONNXVEC_MAX_REQUEST_BYTES.",
     429: "Too many requests in flight or inputs queued; retry after Retry-After seconds.",

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
@@ -29,6 +30,8 @@ from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
 from onnxvec.search import find_collection, search_text
 from onnxvec.service import EmbeddingService, InvalidRequest
 from onnxvec.values import invalid_unicode
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -84,6 +87,12 @@ class ChatService:
         self.store = ModelStore(settings.models_dir)
         self._models: dict[str, _Model] = {}
         self._lock = asyncio.Lock()
+        # calls into the models' processes wait while a prefill runs there: on threads of their own, so
+        # that waiting chats never take the threads the rest of the API runs its blocking work on
+        self._calls = ThreadPoolExecutor(max_workers=4, thread_name_prefix="chat-calls")
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._calls, partial(fn, *args))
 
     def manifest(self, name: str | None) -> ModelManifest:
         name = name or self.settings.chat_model
@@ -108,6 +117,7 @@ class ChatService:
             if loaded is None or not loaded.engine.alive:  # never loaded, or its process died: (re)start it
                 if loaded is not None:
                     await asyncio.to_thread(loaded.engine.close)
+                    loaded.executor.shutdown(wait=False)
                 folder, nice = self.store.path(manifest.name), self.settings.compute_niceness
                 engine = await asyncio.to_thread(RemoteChatEngine, folder, manifest.name, nice)
                 self._models[manifest.name] = _Model(engine, manifest)
@@ -119,12 +129,13 @@ class ChatService:
             _check_text(message["content"], f"messages.{index}.content")
         model = await self._model(request.model)
         engine = model.engine
+        self.admit(engine.name)  # before any work for it
         if not engine.has_template:
             raise InvalidRequest(f"The model '{engine.name}' has no chat template, so it cannot chat.", "model")
         context = engine.context_length
         if request.sampling.max_tokens is not None and request.sampling.max_tokens >= context:
             raise InvalidRequest(f"'max_tokens' must be below this model's context length ({context}).", "max_tokens")
-        await _check(engine, request.sampling)
+        await self._check(engine, request.sampling)
         loop = asyncio.get_running_loop()
         started = loop.time()
         hits = await self.retrieve(request) if request.collection else []
@@ -136,7 +147,7 @@ class ChatService:
             return Prepared(engine, prompt, engine.prompt_ids(prompt.messages), retrieval_ms)
 
         try:
-            return await asyncio.to_thread(build)
+            return await self._call(build)
         except PromptTooLong as exc:
             raise InvalidRequest(str(exc), "messages") from exc
 
@@ -144,8 +155,9 @@ class ChatService:
         """A plain-text prompt (OpenAI's legacy /v1/completions): no template, no retrieval."""
         _check_text(prompt, "prompt")
         engine = (await self._model(model_name)).engine
-        await _check(engine, sampling)
-        ids = await asyncio.to_thread(engine.encode, prompt)
+        self.admit(engine.name)
+        await self._check(engine, sampling)
+        ids = await self._call(engine.encode, prompt)
         wanted = sampling.max_tokens or 1
         if not ids or len(ids) + wanted > engine.context_length:
             raise InvalidRequest(
@@ -216,22 +228,22 @@ class ChatService:
         finally:
             generation.cancel.set()
 
+    async def _check(self, engine: RemoteChatEngine, sampling: Sampling) -> None:
+        """Refuse now what genai would refuse once generating (a JSON schema it cannot compile)."""
+        if sampling.json_schema is None:
+            return
+        try:
+            await self._call(engine.check, sampling)
+        except GenerationError as exc:
+            raise InvalidRequest(str(exc), "response_format") from exc
+
     async def close(self) -> None:
         for model in self._models.values():
             await asyncio.to_thread(model.engine.close)  # a generation still relayed ends with an error
             model.executor.shutdown(wait=True, cancel_futures=True)
+        self._calls.shutdown(wait=False, cancel_futures=True)
 
 
 def _check_text(text: str, param: str) -> None:
     if invalid_unicode(text):
         raise InvalidRequest(f"'{param}' is not valid Unicode (an unpaired surrogate).", param)
-
-
-async def _check(engine: RemoteChatEngine, sampling: Sampling) -> None:
-    """Refuse now what genai would refuse once generating (a JSON schema it cannot compile)."""
-    if sampling.json_schema is None:
-        return
-    try:
-        await asyncio.to_thread(engine.check, sampling)
-    except GenerationError as exc:
-        raise InvalidRequest(str(exc), "response_format") from exc

@@ -218,8 +218,8 @@ def serve(conn: Connection, folder: Path, name: str) -> None:
         except (EOFError, OSError):
             break
         if method == "cancel":
-            if call_id in cancels:
-                cancels[call_id].set()
+            if event := cancels.get(call_id):  # gone already if the generation just ended
+                event.set()
         elif method == "generate":
             cancels[call_id] = threading.Event()
             generations.submit(generate, call_id, *args)

@@ -11,8 +11,9 @@ from onnxvec.config import PROJECT_ROOT
 
 
 def make_engine(url: str) -> Engine:
-    """A pooled SQLAlchemy engine on psycopg 3; pre-ping so a restarted Postgres is reconnected."""
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    """A pooled SQLAlchemy engine on psycopg 3; pre-ping so a restarted Postgres is reconnected, and a
+    bounded connect so an unreachable one fails in seconds rather than hanging its caller."""
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 10})
 
 
 def _alembic(engine: Engine, action: str, revision: str) -> None:

@@ -159,6 +159,9 @@ class Generation(GenerationState):
         return params
 
     def __iter__(self) -> Iterator[str]:
+        if self.cancel.is_set():  # its client left while it waited for its turn: no prefill for nobody
+            self.finish_reason = "cancelled"
+            return
         generator = og.Generator(self.engine.model, self._params())
         generator.append_tokens(self.prompt_ids)
         stream = self.engine.tokenizer.create_stream()

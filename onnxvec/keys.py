@@ -114,10 +114,17 @@ class KeyRing:
         self._lock = threading.Lock()
 
     def current(self) -> KeyState:
-        """Blocking (a database read when stale): call it off the event loop unless `fresh()`."""
-        with self._lock:
-            if self.mode != "off" and not self.fresh():
-                self._read_at = time.monotonic()  # also on failure: one attempt per ttl, not per request
+        """The keys in force. Fresh, or while another thread re-reads them: at once, without waiting
+        (callable on the event loop when `fresh()`). Stale: a database read (call it off the loop);
+        one reader at a time, one attempt per `ttl` even when the database is down."""
+        state = self._state
+        if state is not None and self.fresh():
+            return state
+        if not self._lock.acquire(blocking=state is None):
+            return state  # another thread is reading: the last state serves meanwhile
+        try:
+            if self._state is None or not self.fresh():
+                self._read_at = time.monotonic()
                 try:
                     with self.db.connect() as conn:
                         live, ever = active_digests(conn), any_created(conn)
@@ -130,6 +137,8 @@ class KeyRing:
                     self._state = KeyState(required, live | self._env)
             assert self._state is not None
             return self._state
+        finally:
+            self._lock.release()
 
     def fresh(self) -> bool:
         return self.mode == "off" or (self._state is not None and time.monotonic() - self._read_at <= self.ttl)

@@ -16,7 +16,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -159,34 +159,44 @@ def parse(
 def _records(
     text: str, kind: str, external_id: str, source: str, meta: dict[str, Any], options: LoadOptions
 ) -> Iterator[SourceDocument]:
+    """One document per record; ids are unique within the file (one batch cannot write a document
+    twice: a record repeating an id, or failing where a good one holds its number, fails alone)."""
     try:
         rows = list(_rows(text, kind))
-    except (ValueError, csv.Error) as exc:
-        yield SourceDocument(external_id, source, "", meta, f"unreadable {kind.lstrip('.')}: {exc}")
+    except (ValueError, RecursionError, csv.Error) as exc:  # RecursionError: nested past the parser's depth
+        reason = str(exc) if isinstance(exc, ValueError | csv.Error) else "nested too deeply"
+        yield SourceDocument(external_id, source, "", meta, f"unreadable {kind.lstrip('.')}: {reason}")
         return
+    seen: set[str] = set()
     for number, (line, row) in enumerate(rows, start=1):
-        where = {"record": number} | ({"line": line} if line else {})
-        failed = f"{external_id}#{number}"
-        if isinstance(row, ValueError):
-            yield SourceDocument(failed, source, "", meta | where, f"line {line} is not valid JSON: {row}")
-            continue
-        if not isinstance(row, dict):
-            yield SourceDocument(failed, source, "", meta | where, f"record {number} is not an object")
-            continue
-        problem = unstorable(row)
-        if problem:
-            yield SourceDocument(failed, source, "", meta | where, f"record {number} holds {problem}")
-            continue
-        body = row.get(options.text_field)
-        wanted = options.metadata_fields
-        fields = {k: v for k, v in row.items() if k != options.text_field and (wanted is None or k in wanted)}
-        record_meta = meta | fields | where
-        doc_id = f"{external_id}#{row.get(options.id_field, number)}"
-        if not isinstance(body, str) or not body.strip():
-            error = f"record {number} has no text in field {options.text_field!r}"
-            yield SourceDocument(doc_id, source, "", record_meta, error)
-        else:
-            yield SourceDocument(doc_id, source, body, record_meta)
+        doc = _record(row, number, line, external_id, source, meta, options)
+        if doc.external_id in seen:
+            doc = replace(doc, external_id=f"{external_id}#record-{number}", text="")
+            doc = replace(doc, error=doc.error or f"record {number} repeats an id of an earlier record")
+        seen.add(doc.external_id)
+        yield doc
+
+
+def _record(
+    row: Any, number: int, line: int | None, external_id: str, source: str, meta: dict[str, Any], options: LoadOptions
+) -> SourceDocument:
+    where = {"record": number} | ({"line": line} if line else {})
+    failed = f"{external_id}#{number}"
+    if isinstance(row, ValueError):
+        return SourceDocument(failed, source, "", meta | where, f"line {line} is not valid JSON: {row}")
+    if not isinstance(row, dict):
+        return SourceDocument(failed, source, "", meta | where, f"record {number} is not an object")
+    problem = unstorable(row)
+    if problem:
+        return SourceDocument(failed, source, "", meta | where, f"record {number} holds {problem}")
+    body = row.get(options.text_field)
+    wanted = options.metadata_fields
+    fields = {k: v for k, v in row.items() if k != options.text_field and (wanted is None or k in wanted)}
+    doc_id = f"{external_id}#{row.get(options.id_field, number)}"
+    if not isinstance(body, str) or not body.strip():
+        error = f"record {number} has no text in field {options.text_field!r}"
+        return SourceDocument(doc_id, source, "", meta | fields | where, error)
+    return SourceDocument(doc_id, source, body, meta | fields | where)
 
 
 def _rows(text: str, kind: str) -> Iterator[tuple[int | None, Any]]:
@@ -204,6 +214,8 @@ def _rows(text: str, kind: str) -> Iterator[tuple[int | None, Any]]:
                     yield line, json.loads(content)
                 except ValueError as exc:
                     yield line, exc
+                except RecursionError:  # nested past the parser's depth
+                    yield line, ValueError("nested too deeply")
 
 
 class _VisibleText(HTMLParser):

@@ -25,6 +25,8 @@ import numpy as np
 from onnxvec.batch import plan_batches
 from onnxvec.embed import EmbeddingEngine
 
+ALL_CLIENTS = 8  # the queue takes new work while under this many clients' full shares (one big request each)
+
 
 class Overloaded(Exception):
     """The caller has as many inputs queued as it may; it should retry later."""
@@ -94,6 +96,9 @@ class MicroBatcher:
         waiting = len(self._queues.get(owner, ()))
         if waiting >= self.max_queued_inputs:
             raise Overloaded(f"{waiting} of your inputs are already waiting for the model")
+        shares = sum(min(len(queue), self.max_queued_inputs) for queue in self._queues.values())
+        if shares >= ALL_CLIENTS * self.max_queued_inputs:  # many clients at once: memory stays bounded
+            raise Overloaded(f"{self._queued} inputs of many clients are already waiting for the model")
         if self._loop_task is None or self._loop_task.done():
             self._loop_task = asyncio.get_running_loop().create_task(self._run())
         request = _Request(
@@ -137,6 +142,12 @@ class MicroBatcher:
         while self._queues and len(taken) < min(self.engine.max_batch_size, share):
             owner, queue = next(iter(self._queues.items()))
             request, i = queue[0]
+            if request.future.done():  # cancelled a moment ago: _forget is about to drop the rest
+                queue.popleft()
+                self._queued -= 1
+                if not queue:
+                    del self._queues[owner]
+                continue
             length = max(longest, len(request.ids[i]))
             if taken and length * (len(taken) + 1) > self.engine.token_budget:
                 break

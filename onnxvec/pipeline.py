@@ -89,7 +89,7 @@ class Pipeline:
             yield
         finally:
             stop.set()
-            thread.join()
+            thread.join(timeout=lease)  # a renewal stuck on the database must not hold the task
 
     def _process_claimed(self, claimed: list[documents.Claimed], outcome: Outcome) -> None:
         by_collection: dict[int, list[documents.Claimed]] = defaultdict(list)

@@ -19,15 +19,19 @@ def invalid_unicode(text: str) -> bool:
 
 def unstorable(value: Any) -> str | None:
     """What in a value PostgreSQL's text and jsonb cannot hold (a NUL character, an unpaired surrogate,
-    NaN or Infinity), or None."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "a NUL character"
-        return "an unpaired surrogate (not valid Unicode)" if invalid_unicode(value) else None
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN or Infinity"
-    if isinstance(value, dict):
-        return next(filter(None, (unstorable(part) for item in value.items() for part in item)), None)
-    if isinstance(value, list | tuple):
-        return next(filter(None, map(unstorable, value)), None)
+    NaN or Infinity), or None. Walked without recursion: JSON can nest deeper than Python's stack."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character"
+            if invalid_unicode(item):
+                return "an unpaired surrogate (not valid Unicode)"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "NaN or Infinity"
+        elif isinstance(item, dict):
+            pending += [part for pair in item.items() for part in pair]
+        elif isinstance(item, list | tuple):
+            pending += item
     return None

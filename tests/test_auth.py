@@ -212,4 +212,8 @@ def test_a_key_scoped_to_collections_sees_only_them(start_api, new_database, emb
     assert hidden.json()["error"]["message"] == "collection 'theirs' does not exist"
     assert call(full, "POST", "/v1/search", {"collection": "theirs", "query": "x"}).status_code == 200
     question = {"messages": [{"role": "user", "content": "x"}], "collection": "theirs", "max_tokens": 1}
-    assert call(scoped, "POST", "/v1/chat/completions", question).status_code == 404
+    refused = call(scoped, "POST", "/v1/chat/completions", question)
+    assert refused.status_code == 404 and refused.json()["error"]["param"] == "collection", refused.text
+    metrics = call(scoped, "GET", "/metrics")  # its series name every collection
+    assert metrics.status_code == 403 and metrics.json()["error"]["type"] == "permission_error"
+    assert call(full, "GET", "/metrics").status_code == 200

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import httpx
 import openai
@@ -235,3 +236,18 @@ def test_a_model_without_chat_template_is_a_clear_400(chat_api, model_store, tin
     model_store.pull_local("tiny-no-template", folder)
     response = _chat(chat_api, model="tiny-no-template", max_tokens=2)
     assert response.status_code == 400 and "no chat template" in response.json()["error"]["message"]
+
+
+def test_a_chat_process_that_dies_is_started_again(chat_api) -> None:
+    """Each chat model runs in its own process; if it dies (OOM killer, a crash), the next request
+    starts a new one instead of failing for good."""
+    _chat(chat_api, max_tokens=2)  # loaded
+    engine = chat_api.app.state.chat._models["tiny-chat"].engine
+    engine.process.kill()
+    deadline = time.monotonic() + 10
+    while engine.alive:
+        assert time.monotonic() < deadline, "the API did not notice its chat process died"
+        time.sleep(0.02)
+    again = _chat(chat_api, max_tokens=2)
+    assert again.status_code == 200, again.text
+    assert chat_api.app.state.chat._models["tiny-chat"].engine.process.pid != engine.process.pid

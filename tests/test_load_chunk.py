@@ -90,6 +90,15 @@ def test_hostile_records_fail_alone_with_their_line(tmp_path: Path) -> None:
         "record 5 holds a NUL character",
     ]
     assert docs[1].metadata["line"] == 3 and docs[4].metadata["line"] == 6
+    # ids unique within the file, or the batch's one INSERT ... ON CONFLICT fails as a whole
+    (tmp_path / "d.jsonl").write_text('{"id": 2, "text": "a"}\n{"id": 2, "text": "b"}\nbroken\n' + "[" * 100_000 + "\n")
+    got = [(d.external_id.rsplit("#", 1)[1], d.error) for d in load_file(tmp_path / "d.jsonl", LoadOptions())]
+    assert got == [
+        ("2", None),
+        ("record-2", "record 2 repeats an id of an earlier record"),
+        ("3", "line 3 is not valid JSON: Expecting value: line 1 column 1 (char 0)"),
+        ("4", "line 4 is not valid JSON: nested too deeply"),
+    ]
 
 
 def test_expand_recurses_and_reports_unsupported(tmp_path: Path) -> None:
