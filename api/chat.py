@@ -3,10 +3,11 @@ onnxvec's retrieval fields and the citations of the stored documents the answer 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import orjson
@@ -72,6 +73,25 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
     )
 
 
+def event_stream(events: AsyncGenerator[bytes, None]) -> StreamingResponse:
+    """Server-sent events ending with `data: [DONE]`. A failure once the stream has begun (the status
+    line is gone) is reported in the stream as OpenAI's error body: 429 when the model is busy, else 500."""
+
+    async def guarded() -> AsyncIterator[bytes]:
+        try:
+            async with contextlib.aclosing(events):  # a client that leaves closes the generation now
+                async for event in events:
+                    yield event
+        except Overloaded as exc:
+            yield b"data: " + orjson.dumps(error_body(429, str(exc), code="too_many_requests")) + b"\n\n"
+        except Exception:
+            log.exception("generation failed mid-stream")
+            yield b"data: " + orjson.dumps(error_body(500, "The generation failed; see the server log.")) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(guarded(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
 async def whole_text(chat: ChatService, generation: RemoteGeneration) -> str:
     return "".join([delta async for delta in chat.stream(generation)])
 
@@ -101,7 +121,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _events(chat, prepared, core, head, include_usage, request.app.state.metrics)
-        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return event_stream(events)
     choices, completion_tokens = [], 0
     for index in range(core.n):
         generation = chat.start(prepared, core.sampling, index)
@@ -142,29 +162,22 @@ async def _events(
         )
 
     completion_tokens = 0
-    try:
-        for index in range(core.n):
-            generation = chat.start(prepared, core.sampling, index)
-            yield event([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-            try:
-                sent = 0
-                async for delta in chat.stream(generation):
-                    entries = generation.logprobs[sent:]  # appended by the generation thread meanwhile
-                    sent += len(entries)
-                    logprobs = _logprobs(core.sampling, entries)
-                    choice = {"index": index, "delta": {"content": delta}, "logprobs": logprobs, "finish_reason": None}
-                    yield event([choice])
-            finally:  # also when the client went away: counted as cancelled
-                metrics.on_generation(prepared.engine.name, generation)
-            completion_tokens += generation.completion_tokens
-            last = {"citations": prepared.citations(), "retrieval_ms": round(prepared.retrieval_ms, 2)}
-            last = last if index == core.n - 1 else {}
-            yield event([{"index": index, "delta": {}, "finish_reason": _finish(generation.finish_reason)}], **last)
-        if include_usage:
-            yield event([], usage=_usage(prepared, completion_tokens))
-    except Overloaded as exc:  # the status line is gone: report it in the stream, as OpenAI does
-        yield b"data: " + orjson.dumps(error_body(429, str(exc), code="too_many_requests")) + b"\n\n"
-    except Exception:
-        log.exception("generation failed mid-stream")
-        yield b"data: " + orjson.dumps(error_body(500, "The generation failed; see the server log.")) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+    for index in range(core.n):
+        generation = chat.start(prepared, core.sampling, index)
+        yield event([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        try:
+            sent = 0
+            async for delta in chat.stream(generation):
+                entries = generation.logprobs[sent:]  # appended by the generation thread meanwhile
+                sent += len(entries)
+                logprobs = _logprobs(core.sampling, entries)
+                choice = {"index": index, "delta": {"content": delta}, "logprobs": logprobs, "finish_reason": None}
+                yield event([choice])
+        finally:  # also when the client went away: counted as cancelled
+            metrics.on_generation(prepared.engine.name, generation)
+        completion_tokens += generation.completion_tokens
+        last = {"citations": prepared.citations(), "retrieval_ms": round(prepared.retrieval_ms, 2)}
+        last = last if index == core.n - 1 else {}
+        yield event([{"index": index, "delta": {}, "finish_reason": _finish(generation.finish_reason)}], **last)
+    if include_usage:
+        yield event([], usage=_usage(prepared, completion_tokens))

@@ -11,16 +11,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 
-from api.chat import sampling_of, whole_text
+from api.chat import event_stream, sampling_of, whole_text
 from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
 from api.disconnect import unless_gone
-from api.errors import error_body
 from api.routes import JSON
 from onnxvec.chat import ChatService, Prepared
 from onnxvec.generate import Sampling
-from onnxvec.microbatch import Overloaded
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")
@@ -38,7 +35,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared[0].engine.name}
     if body.stream:
         events = _events(chat, prepared, echoes, body, sampling, head, request.app.state.metrics)
-        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return event_stream(events)
     choices, completion_tokens = [], 0
     for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
         generation = chat.start(prompt, sampling, number)
@@ -87,23 +84,16 @@ async def _events(
         return b"data: " + orjson.dumps(head | {"object": "text_completion", "choices": choices} | extra) + b"\n\n"
 
     completion_tokens = 0
-    try:
-        for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
-            if echo := echoes[index // body.n]:
-                yield event([{"text": echo, "index": index, "logprobs": None, "finish_reason": None}])
-            generation = chat.start(prompt, sampling, number)
-            try:
-                async for delta in chat.stream(generation):
-                    yield event([{"text": delta, "index": index, "logprobs": None, "finish_reason": None}])
-            finally:  # also when the client went away: counted as cancelled
-                metrics.on_generation(prompt.engine.name, generation)
-            completion_tokens += generation.completion_tokens
-            yield event([{"text": "", "index": index, "logprobs": None, "finish_reason": _finish(generation)}])
-        if body.stream_options and body.stream_options.include_usage:
-            yield event([], usage=_usage(prepared, body.n, completion_tokens))
-    except Overloaded as exc:  # the status line is gone: report it in the stream, as chat does
-        yield b"data: " + orjson.dumps(error_body(429, str(exc), code="too_many_requests")) + b"\n\n"
-    except Exception:
-        log.exception("generation failed mid-stream")
-        yield b"data: " + orjson.dumps(error_body(500, "The generation failed; see the server log.")) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+    for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
+        if echo := echoes[index // body.n]:
+            yield event([{"text": echo, "index": index, "logprobs": None, "finish_reason": None}])
+        generation = chat.start(prompt, sampling, number)
+        try:
+            async for delta in chat.stream(generation):
+                yield event([{"text": delta, "index": index, "logprobs": None, "finish_reason": None}])
+        finally:  # also when the client went away: counted as cancelled
+            metrics.on_generation(prompt.engine.name, generation)
+        completion_tokens += generation.completion_tokens
+        yield event([{"text": "", "index": index, "logprobs": None, "finish_reason": _finish(generation)}])
+    if body.stream_options and body.stream_options.include_usage:
+        yield event([], usage=_usage(prepared, body.n, completion_tokens))
