@@ -217,13 +217,16 @@ def test_passages_get_the_models_passage_prefix(settings: Settings, engine: Engi
     assert Pipeline(settings, engine).process([doc_id]).done == 1
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT text, token_count, embedding FROM chunks WHERE document_id = :d ORDER BY ordinal"),
+            text(
+                "SELECT text, token_count, embedding::real[] AS embedding FROM chunks"
+                " WHERE document_id = :d ORDER BY ordinal"
+            ),
             {"d": doc_id},
         ).all()
     assert len(rows) >= 2 and all(row.token_count <= 256 for row in rows)
     assert max(row.token_count for row in rows) > 250  # full chunks: the prefix's tokens came out of the chunk
     texts = [row.text for row in rows]
-    stored = np.stack([row.embedding.to_numpy() for row in rows])
+    stored = np.array([row.embedding for row in rows], dtype=np.float32)
     with_prefix = prefixed.embed(["passage: " + t for t in texts])
     assert not any(with_prefix.truncated)
     np.testing.assert_allclose(stored, with_prefix.vectors, atol=1e-5)
