@@ -25,16 +25,18 @@ def serve_command(
     import uvicorn
 
     from api.app import create_app
+    from api.server import server_config
 
     settings = get_settings()
-    uvicorn.run(
+    config = server_config(
         create_app(settings),
+        settings,
         host=host or settings.api_host,
         port=settings.api_port if port is None else port,
         log_level="info",
         access_log=settings.api_access_log,
-        timeout_graceful_shutdown=10,
     )
+    uvicorn.Server(config).run()
 
 
 @keys_app.command("create")

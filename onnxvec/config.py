@@ -73,6 +73,9 @@ class Settings(BaseSettings):
         description="auto: a key is required once any was ever created (revoking them all leaves the API "
         "closed); required: always, even before any key exists; off: never (only explicitly)",
     )
+    header_timeout_seconds: float = Field(
+        default=10, gt=0, description="a connection whose request headers are not all in within this gets 408"
+    )
     body_timeout_seconds: float = Field(
         default=30, gt=0, description="a request body not received whole within this gets 408 (slow clients)"
     )

@@ -187,6 +187,34 @@ def test_a_body_that_does_not_arrive_is_408_and_frees_its_slot(start_api) -> Non
             sock.close()
 
 
+def test_headers_that_do_not_arrive_are_408_and_close(start_api) -> None:
+    """256 sockets trickling a header line now and then (uvicorn alone waits forever): each gets 408
+    and is closed once `header_timeout_seconds` passed since it opened, and others are served meanwhile."""
+    server = start_api(api_keys=ENV_KEY, header_timeout_seconds=1)
+    host, port = server.url.removeprefix("http://").split(":")
+    sockets = [socket.create_connection((host, int(port))) for _ in range(256)]
+    try:
+        opened = time.monotonic()
+        for sock in sockets:
+            sock.sendall(b"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n")
+        while time.monotonic() - opened < 0.8:  # a line every 0.2 s: never idle, never done
+            for sock in sockets:
+                sock.sendall(b"X-Slow: 1\r\n")
+            time.sleep(0.2)
+        served = httpx.post(server.url + "/v1/embeddings", json={"input": "me"}, headers=AUTH, timeout=10)
+        assert served.status_code == 200
+        replies = []
+        for sock in sockets:
+            sock.settimeout(5)
+            replies.append(b"".join(iter(lambda s=sock: s.recv(4096), b"")))  # read to the close
+        assert time.monotonic() - opened < 5
+        assert {reply.split(b" ", 2)[1] for reply in replies} == {b"408"}
+        assert json.loads(replies[0].split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def test_a_key_scoped_to_collections_sees_only_them(start_api, new_database, embedder) -> None:
     """`keys create NAME --collections a`: search, chat retrieval and the collection list reach only
     those; any other collection is answered as missing (404), so the key learns nothing of it."""
