@@ -191,6 +191,7 @@ def _collections(db: Engine) -> list[dict[str, Any]]:
             "metric": c.metric,
             "chunk_tokens": c.chunk_tokens,
             "chunk_overlap": c.chunk_overlap,
+            "hidden_metadata": list(c.hidden_metadata),
             "documents": states.get(c.name, {}),
             "chunks": chunks.get(c.name, 0),
         }

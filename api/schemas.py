@@ -256,6 +256,7 @@ class Collection(BaseModel):
     metric: Metric
     chunk_tokens: int
     chunk_overlap: int
+    hidden_metadata: list[str] = Field(description="dotted metadata paths search leaves out and filters refuse")
     documents: dict[str, int] = Field(description="documents by state (pending, done, failed, ...)")
     chunks: int
 

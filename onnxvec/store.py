@@ -19,7 +19,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from sqlalchemy import Connection, text
 
-from onnxvec.values import unstorable
+from onnxvec.values import unstorable, without_paths
 
 Metric = Literal["cosine", "l2", "ip"]
 OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
@@ -55,6 +55,10 @@ class Collection:
     hnsw_ef_construction: int
     chunk_tokens: int
     chunk_overlap: int
+    hidden_metadata: tuple[str, ...] = ()  # dotted metadata paths search never returns nor filters on
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_metadata", tuple(self.hidden_metadata))  # a text[] reads as a list
 
     @property
     def index_name(self) -> str:
@@ -99,7 +103,9 @@ def vector_connection(conn: Connection) -> psycopg.Connection:
     return raw
 
 
-_COLLECTION_COLUMNS = "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap"
+_COLLECTION_COLUMNS = (
+    "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap, hidden_metadata"
+)
 
 
 def create_collection(
@@ -113,8 +119,10 @@ def create_collection(
     hnsw_ef_construction: int = 64,
     chunk_tokens: int = 256,
     chunk_overlap: int = 32,
+    hidden_metadata: Iterable[str] = (),
 ) -> Collection:
     """Insert a collection and build its (empty, so instant) HNSW index in the same transaction."""
+    hidden = _metadata_paths(hidden_metadata)
     if metric not in OPCLASS:
         raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}")
     if not name or len(name) > MAX_NAME or unstorable(name):
@@ -122,7 +130,7 @@ def create_collection(
     row = conn.execute(
         text(
             f"INSERT INTO collections (name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens,"
-            f" chunk_overlap) VALUES (:name, :model, :dims, :metric, :m, :ef, :ct, :co)"
+            f" chunk_overlap, hidden_metadata) VALUES (:name, :model, :dims, :metric, :m, :ef, :ct, :co, :hidden)"
             f" ON CONFLICT (name) DO NOTHING RETURNING {_COLLECTION_COLUMNS}"
         ),
         {
@@ -134,6 +142,7 @@ def create_collection(
             "ef": hnsw_ef_construction,
             "ct": chunk_tokens,
             "co": chunk_overlap,
+            "hidden": hidden,
         },
     ).one_or_none()
     if row is None:
@@ -180,6 +189,25 @@ def _one_collection(conn: Connection, where: str, key: object, missing: str) -> 
 def list_collections(conn: Connection) -> list[Collection]:
     rows = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections ORDER BY name"))
     return [Collection(*row) for row in rows]
+
+
+def hide_metadata(conn: Connection, name: str, paths: Iterable[str]) -> Collection:
+    """Replace the collection's hidden metadata paths (none: everything is shown again)."""
+    row = conn.execute(
+        text(f"UPDATE collections SET hidden_metadata = :paths WHERE name = :name RETURNING {_COLLECTION_COLUMNS}"),
+        {"paths": _metadata_paths(paths), "name": name},
+    ).one_or_none()
+    if row is None:
+        raise CollectionNotFound(f"collection {name!r} does not exist")
+    return Collection(*row)
+
+
+def _metadata_paths(paths: Iterable[str]) -> list[str]:
+    cleaned = sorted({path.strip() for path in paths if path.strip()})
+    for path in cleaned:
+        if unstorable(path) or "" in path.split("."):
+            raise StoreError(f"a hidden metadata path is dotted keys such as owner.email, not {path[:40]!r}")
+    return cleaned
 
 
 def drop_collection(conn: Connection, name: str) -> None:
@@ -254,8 +282,8 @@ def search(
     where = f"c.collection_id = {int(collection.id)}"
     params: dict[str, Any] = {"q": vector, "k": int(k)}
     if filter:
+        clauses, filter_params = metadata_filter(filter, collection.hidden_metadata)
         check_range_types(conn, collection, filter)
-        clauses, filter_params = metadata_filter(filter)
         where += "".join(f" AND {clause}" for clause in clauses)
         params |= filter_params
     rows = conn.execute(
@@ -267,24 +295,37 @@ def search(
         ),
         params,
     )
-    return [Hit(*row[:7], distance=float(row[7]), score=score(collection.metric, float(row[7]))) for row in rows]
+    return [
+        Hit(
+            *row[:4],
+            without_paths(row[4], collection.hidden_metadata),
+            *row[5:7],
+            distance=float(row[7]),
+            score=score(collection.metric, float(row[7])),
+        )
+        for row in rows
+    ]
 
 
 COMPARISONS = {"$eq": "==", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 Scalar = str | int | float | bool | None
 
 
-def metadata_filter(filter: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+def metadata_filter(filter: dict[str, Any], hidden: Iterable[str] = ()) -> tuple[list[str], dict[str, Any]]:
     """SQL conditions on document metadata, all of which must hold.
 
     ``{"key": value}`` is equality (one jsonb containment test for all of them, which the metadata
     GIN index serves); ``{"key": {"$in": [...]}}``, ``$nin``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
     ``$lte`` become SQL/JSON path tests, which compare numbers as numbers and strings as strings
-    and are false (never an error) when the key is missing or holds another type.
+    and are false (never an error) when the key is missing or holds another type. A key the collection
+    hides (or one under which it hides a path) cannot be filtered on: its values would leak through.
     """
     problem = unstorable(filter)
     if problem:
         raise FilterError(f"the filter holds {problem}")
+    for key in filter:
+        if any(path == key or path.startswith(key + ".") for path in hidden):
+            raise FilterError(f"filter on {key!r}: this collection hides that metadata")
     equal: dict[str, Any] = {}
     clauses: list[str] = []
     params: dict[str, Any] = {}

@@ -5,6 +5,7 @@ reason instead of failing deep inside a driver."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -35,3 +36,20 @@ def unstorable(value: Any) -> str | None:
         elif isinstance(item, list | tuple):
             pending += item
     return None
+
+
+def without_paths(metadata: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """`metadata` less the dotted `paths` ("owner.email" removes metadata["owner"]["email"]); the
+    input is not changed. A path that is not there removes nothing."""
+    result = dict(metadata)
+    for path in paths:
+        *parents, last = path.split(".")
+        node = result
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                break
+            node[key] = node = dict(child)  # copied on the way down, so the caller's dicts stay whole
+        else:
+            node.pop(last, None)
+    return result

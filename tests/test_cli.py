@@ -16,9 +16,10 @@ import httpx
 import numpy as np
 from sqlalchemy import text
 
-from onnxvec import services
+from onnxvec import documents, services, store
 from onnxvec.config import Settings
 from onnxvec.embed import EmbeddingEngine
+from onnxvec.load import SourceDocument
 from onnxvec.modelstore import ModelStore
 from onnxvec.services import Endpoints
 
@@ -219,3 +220,36 @@ def test_bad_settings_and_bad_revisions_are_one_line_errors(settings: Settings, 
     assert bad.returncode == 2 and bad.stderr == "error: ONNXVEC_THREADS: Input should be greater than or equal to 1\n"
     revision = onnxvec(settings, "db", "downgrade", "nonsense")
     assert revision.returncode == 1 and revision.stderr.startswith("error: ") and "Traceback" not in revision.stderr
+
+
+def test_a_collection_hides_metadata_paths(settings: Settings, engine, embedder: EmbeddingEngine, api) -> None:
+    """`collections create --hide-metadata` / `collections hide`: search leaves the paths out (their
+    siblings stay), a filter on them is refused (400 naming `filter`, no hint of their values), and
+    `hide ""` shows them again."""
+    created = onnxvec(settings, "collections", "create", "hidden_meta", "--hide-metadata", "salary,owner.email")
+    assert created.returncode == 0, created.stderr
+    metadata = {"title": "Payroll", "salary": 91000, "owner": {"email": "a@example.com", "team": "hr"}}
+    sentence = "Payroll runs on the last Friday of each month."
+    with engine.begin() as conn:
+        col = store.get_collection(conn, "hidden_meta")
+        (doc,) = documents.register(conn, col, [SourceDocument("pay", "mem://pay", sentence, metadata)]).queued
+        row = store.ChunkRow(0, sentence, "h", 12, embedder.embed([sentence]).vectors[0])
+        store.write_chunks(conn, col, doc, [row])
+
+    def search(**extra: object) -> httpx.Response:
+        return httpx.post(api.url + "/v1/search", json={"collection": "hidden_meta", "query": "payroll"} | extra)
+
+    assert search().json()["data"][0]["metadata"] == {"title": "Payroll", "owner": {"team": "hr"}}
+    assert search(filter={"title": "Payroll"}).json()["data"][0]["metadata"]["title"] == "Payroll"
+    for probe in ({"salary": {"$gt": 90000}}, {"salary": "x"}, {"owner": {"$ne": None}}):
+        refused = search(filter=probe)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "filter", refused.text
+        assert "hides" in refused.json()["error"]["message"] and "number" not in refused.json()["error"]["message"]
+    listed = {c["id"]: c for c in httpx.get(api.url + "/v1/collections").json()["data"]}
+    assert listed["hidden_meta"]["hidden_metadata"] == ["owner.email", "salary"]
+    assert "hides owner.email,salary" in onnxvec(settings, "collections", "list").stdout
+    shown = onnxvec(settings, "collections", "hide", "hidden_meta", "")
+    assert shown.returncode == 0 and "no metadata" in shown.stdout
+    assert search().json()["data"][0]["metadata"] == metadata
+    bad = onnxvec(settings, "collections", "hide", "hidden_meta", "owner..email")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
