@@ -47,7 +47,7 @@ def sampling_of(body: GenerationFields, max_tokens: int | None, **extra: Any) ->
     )
 
 
-def to_request(body: ChatCompletionRequest, default_collection: str | None) -> ChatRequest:
+def to_request(body: ChatCompletionRequest, default_collection: str | None, owner: str) -> ChatRequest:
     """The core request: response_format constrains the output with genai's guidance; logprobs come
     from the model's logits."""
     collection = body.collection or default_collection
@@ -70,6 +70,7 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None) -> C
         k=body.k,
         filter=body.filter,
         min_score=body.min_score,
+        owner=owner,
     )
 
 
@@ -92,8 +93,8 @@ def event_stream(events: AsyncGenerator[bytes, None]) -> StreamingResponse:
     return StreamingResponse(guarded(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def whole_text(chat: ChatService, generation: RemoteGeneration) -> str:
-    return "".join([delta async for delta in chat.stream(generation)])
+async def whole_text(chat: ChatService, generation: RemoteGeneration, owner: str) -> str:
+    return "".join([delta async for delta in chat.stream(generation, owner)])
 
 
 def _usage(prepared: Prepared, completion_tokens: int) -> dict[str, int]:
@@ -112,11 +113,11 @@ def _finish(reason: str | None) -> str:
 @router.post("/chat/completions", response_model=ChatCompletion, responses=CHAT_COMPLETION_RESPONSES)
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
     chat: ChatService = request.app.state.chat
-    core = to_request(body, chat.settings.chat_collection)
+    core = to_request(body, chat.settings.chat_collection, request.state.owner)
     if core.collection:
         reachable(request, core.collection)
     prepared = await chat.prepare(core)
-    chat.admit(prepared.engine.name)
+    chat.admit(prepared.engine.name, prepared.owner)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared.engine.name}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -126,7 +127,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
     for index in range(core.n):
         generation = chat.start(prepared, core.sampling, index)
         try:
-            text = await unless_gone(request, whole_text(chat, generation))
+            text = await unless_gone(request, whole_text(chat, generation, prepared.owner))
         finally:  # also when the client left: counted as cancelled
             request.app.state.metrics.on_generation(prepared.engine.name, generation)
         completion_tokens += generation.completion_tokens
@@ -167,7 +168,7 @@ async def _events(
         yield event([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         try:
             sent = 0
-            async for delta in chat.stream(generation):
+            async for delta in chat.stream(generation, prepared.owner):
                 entries = generation.logprobs[sent:]  # appended by the generation thread meanwhile
                 sent += len(entries)
                 logprobs = _logprobs(core.sampling, entries)

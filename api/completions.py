@@ -29,9 +29,10 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     chat: ChatService = request.app.state.chat
     sampling = sampling_of(body, body.max_tokens or DEFAULT_MAX_TOKENS)
     prompts = [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
-    prepared = [await chat.prepare_text(body.model, prompt, sampling) for prompt in prompts]
+    owner = request.state.owner
+    prepared = [await chat.prepare_text(body.model, prompt, sampling, owner) for prompt in prompts]
     echoes = prompts if body.echo else [""] * len(prompts)
-    chat.admit(prepared[0].engine.name)
+    chat.admit(prepared[0].engine.name, owner)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": prepared[0].engine.name}
     if body.stream:
         events = _events(chat, prepared, echoes, body, sampling, head, request.app.state.metrics)
@@ -40,7 +41,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
         generation = chat.start(prompt, sampling, number)
         try:
-            text = await unless_gone(request, whole_text(chat, generation))
+            text = await unless_gone(request, whole_text(chat, generation, owner))
         finally:
             request.app.state.metrics.on_generation(prompt.engine.name, generation)
         completion_tokens += generation.completion_tokens
@@ -89,7 +90,7 @@ async def _events(
             yield event([{"text": echo, "index": index, "logprobs": None, "finish_reason": None}])
         generation = chat.start(prompt, sampling, number)
         try:
-            async for delta in chat.stream(generation):
+            async for delta in chat.stream(generation, prompt.owner):
                 yield event([{"text": delta, "index": index, "logprobs": None, "finish_reason": None}])
         finally:  # also when the client went away: counted as cancelled
             metrics.on_generation(prompt.engine.name, generation)

@@ -4,8 +4,8 @@
 message embedded with that collection's model, the top chunks retrieved (filter and minimum score
 applied) and handed to the model as numbered sources; the sources that fit the context come back as
 citations. Each model runs in a process of its own (onnxvec/chat_process.py: its prefill would hold
-this process's GIL), one completion at a time in arrival order; past `max_queued_chats` waiting
-requests the service answers Overloaded (429).
+this process's GIL), one completion at a time; waiting requests take turns by client (onnxvec/turns.py),
+and a client with `max_queued_chats` requests waiting is answered Overloaded (429).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from onnxvec import store
 from onnxvec.chat_process import RemoteChatEngine, RemoteGeneration
 from onnxvec.config import Settings
 from onnxvec.generate import GenerationError, Sampling
-from onnxvec.microbatch import Overloaded
 from onnxvec.modelstore import ModelManifest, ModelStore
 from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
 from onnxvec.search import find_collection, search_text
 from onnxvec.service import EmbeddingService, InvalidRequest
+from onnxvec.turns import FairTurns
 from onnxvec.values import invalid_unicode
 
 T = TypeVar("T")
@@ -44,6 +44,7 @@ class ChatRequest:
     k: int = 4
     filter: dict[str, Any] | None = None
     min_score: float | None = None
+    owner: str = ""  # the client (key digest or address): turns at the model rotate between clients
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Prepared:
     prompt: Prompt
     prompt_ids: list[int]
     retrieval_ms: float = 0.0
+    owner: str = ""  # the client it is for, whose turn at the model it waits for
 
     def citations(self) -> list[dict[str, Any]]:
         return [
@@ -68,14 +70,13 @@ class Prepared:
 
 
 class _Model:
-    """A loaded chat model (its process) with the thread that relays its generations and its fair
-    (FIFO) turn."""
+    """A loaded chat model (its process) with the thread that relays its generations and the turns
+    at it, fair between clients."""
 
-    def __init__(self, engine: RemoteChatEngine, manifest: ModelManifest) -> None:
+    def __init__(self, engine: RemoteChatEngine, manifest: ModelManifest, per_client: int) -> None:
         self.engine = engine
         self.manifest = manifest
-        self.turn = asyncio.Semaphore(1)  # asyncio wakes waiters in arrival order
-        self.waiting = 0
+        self.turns = FairTurns(per_client)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"generate-{engine.name}")
 
 
@@ -120,7 +121,7 @@ class ChatService:
                     loaded.executor.shutdown(wait=False)
                 folder, nice = self.store.path(manifest.name), self.settings.compute_niceness
                 engine = await asyncio.to_thread(RemoteChatEngine, folder, manifest.name, nice)
-                self._models[manifest.name] = _Model(engine, manifest)
+                self._models[manifest.name] = _Model(engine, manifest, self.settings.max_queued_chats)
         return self._models[manifest.name]
 
     async def prepare(self, request: ChatRequest) -> Prepared:
@@ -129,7 +130,7 @@ class ChatService:
             _check_text(message["content"], f"messages.{index}.content")
         model = await self._model(request.model)
         engine = model.engine
-        self.admit(engine.name)  # before any work for it
+        self.admit(engine.name, request.owner)  # before any work for it
         if not engine.has_template:
             raise InvalidRequest(f"The model '{engine.name}' has no chat template, so it cannot chat.", "model")
         context = engine.context_length
@@ -144,18 +145,18 @@ class ChatService:
 
         def build() -> Prepared:
             prompt = fit(request.messages, hits, engine.count, context - reserve)
-            return Prepared(engine, prompt, engine.prompt_ids(prompt.messages), retrieval_ms)
+            return Prepared(engine, prompt, engine.prompt_ids(prompt.messages), retrieval_ms, request.owner)
 
         try:
             return await self._call(build)
         except PromptTooLong as exc:
             raise InvalidRequest(str(exc), "messages") from exc
 
-    async def prepare_text(self, model_name: str | None, prompt: str, sampling: Sampling) -> Prepared:
+    async def prepare_text(self, model_name: str | None, prompt: str, sampling: Sampling, owner: str = "") -> Prepared:
         """A plain-text prompt (OpenAI's legacy /v1/completions): no template, no retrieval."""
         _check_text(prompt, "prompt")
         engine = (await self._model(model_name)).engine
-        self.admit(engine.name)
+        self.admit(engine.name, owner)
         await self._check(engine, sampling)
         ids = await self._call(engine.encode, prompt)
         wanted = sampling.max_tokens or 1
@@ -165,7 +166,7 @@ class ChatService:
                 f"of {engine.context_length} tokens (and not be empty).",
                 "prompt",
             )
-        return Prepared(engine, Prompt([], [], 0), ids)
+        return Prepared(engine, Prompt([], [], 0), ids, owner=owner)
 
     async def retrieve(self, request: ChatRequest) -> list[store.Hit]:
         """Top-k chunks of the collection for the last user message, above the minimum score."""
@@ -178,30 +179,23 @@ class ChatService:
         )
         return [h for h in found.hits if request.min_score is None or h.score >= request.min_score]
 
-    def admit(self, name: str) -> None:
+    def admit(self, name: str, owner: str) -> None:
         """Overloaded now rather than after a stream has begun (when a 429 can no longer be sent)."""
-        model = self._models[name]
-        if model.turn.locked() and model.waiting >= self.settings.max_queued_chats:
-            raise Overloaded(f"{model.waiting} chat requests are already waiting for {name}")
+        self._models[name].turns.admit(owner)
 
     def start(self, prepared: Prepared, sampling: Sampling, index: int = 0) -> RemoteGeneration:
         """Choice `index` of a request (a given seed becomes seed + index, so n choices differ)."""
         seeded = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + index)
         return prepared.engine.generate(prepared.prompt_ids, seeded, threading.Event())
 
-    async def stream(self, generation: RemoteGeneration) -> AsyncIterator[str]:
-        """Text deltas of a generation, run on its model's thread once it is its turn.
+    async def stream(self, generation: RemoteGeneration, owner: str = "") -> AsyncIterator[str]:
+        """Text deltas of a generation, run on its model's thread once it is `owner`'s turn.
 
         Closing this iterator early (a client went away) stops the generation at the next token
         and frees the turn; afterwards the generation holds finish_reason and completion_tokens.
         """
-        self.admit(generation.engine.name)
         model = self._models[generation.engine.name]
-        model.waiting += 1
-        try:
-            await model.turn.acquire()
-        finally:
-            model.waiting -= 1
+        await model.turns.acquire(owner)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException | None] = asyncio.Queue()
 
@@ -217,9 +211,9 @@ class ChatService:
         try:
             running = loop.run_in_executor(model.executor, produce)
         except BaseException:
-            model.turn.release()
+            model.turns.release()
             raise
-        running.add_done_callback(lambda _: model.turn.release())  # the turn ends when the thread does
+        running.add_done_callback(lambda _: model.turns.release())  # the turn ends when the thread does
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):

@@ -62,7 +62,9 @@ class Settings(BaseSettings):
     # chat
     chat_model: str = "SmolLM2-135M-Instruct"
     chat_collection: str | None = Field(default=None, description="collection for RAG when a request names none")
-    max_queued_chats: int = Field(default=16, ge=0, description="chat requests waiting for a model past this get 429")
+    max_queued_chats: int = Field(
+        default=16, ge=0, description="a client (API key or address) with this many chats waiting for a model gets 429"
+    )
     # API
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)

@@ -87,17 +87,17 @@ def test_disconnect_mid_stream_stops_the_generation(smol_api) -> None:
         for _ in range(6):  # a few tokens in: the generation is running
             next(lines)
     started = time.monotonic()
-    while model.turn.locked() or _cancelled(smol_api) == before:
+    while model.turns.held or _cancelled(smol_api) == before:
         assert time.monotonic() - started < 5, "the generation kept running after the client left"
         time.sleep(0.05)
 
 
 @contextlib.contextmanager
-def _generating(api) -> Iterator[None]:
+def _generating(api, headers: dict | None = None) -> Iterator[None]:
     """Inside: a 300-token streamed story is being generated (its first chunks have arrived)."""
     story = [{"role": "user", "content": "Write a long story about the sea."}]
     body = {"messages": story, "max_tokens": 300, "min_tokens": 300, "stream": True}
-    with httpx.stream("POST", api.url + URL, json=body, timeout=60) as busy:
+    with httpx.stream("POST", api.url + URL, json=body, headers=headers, timeout=60) as busy:
         lines = busy.iter_lines()
         for _ in range(4):
             next(lines)
@@ -112,9 +112,36 @@ def test_queue_limit_is_429(start_api, smol_api) -> None:
     assert refused.json()["error"]["type"] == "rate_limit_error"
 
 
+def test_turns_at_the_model_rotate_between_clients(start_api, smol_api) -> None:
+    """One client's queue of chats does not stand in front of another's: with client A generating and
+    three more of A's requests waiting, client B's single request is answered right after A's next."""
+    server = start_api(api_keys="sk-turn-a, sk-turn-b")
+    finished: list[str] = []
+
+    def ask(key: str, label: str) -> None:
+        body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8, "min_tokens": 8}
+        answer = httpx.post(server.url + URL, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=120)
+        assert answer.status_code == 200, answer.text
+        finished.append(label)
+
+    askers = []
+    with _generating(server, {"Authorization": "Bearer sk-turn-a"}):
+        turns = server.app.state.chat._models["SmolLM2-135M-Instruct"].turns
+        for key, label in [("sk-turn-a", "A1"), ("sk-turn-a", "A2"), ("sk-turn-a", "A3"), ("sk-turn-b", "B")]:
+            askers.append(threading.Thread(target=ask, args=(key, label)))
+            askers[-1].start()
+            deadline = time.monotonic() + 30
+            while turns.waiting < len(askers):  # queued in this order
+                assert time.monotonic() < deadline and turns.held
+                time.sleep(0.01)
+    for asker in askers:
+        asker.join(timeout=120)
+    assert finished == ["A1", "B", "A2", "A3"]  # first come, first served would be A1, A2, A3, B
+
+
 def test_generation_does_not_block_embeddings(smol_api) -> None:
     with _generating(smol_api):
-        assert smol_api.app.state.chat._models["SmolLM2-135M-Instruct"].turn.locked()  # generating now
+        assert smol_api.app.state.chat._models["SmolLM2-135M-Instruct"].turns.held  # generating now
         started = time.monotonic()
         response = httpx.post(smol_api.url + "/v1/embeddings", json={"input": "while the model talks"}, timeout=60)
         waited = time.monotonic() - started
@@ -131,18 +158,18 @@ def test_a_long_prefill_never_freezes_the_api(smol_api) -> None:
     done: list[httpx.Response] = []
     body = {"messages": [{"role": "user", "content": long_prompt}], "max_tokens": 1}
     deadline = time.monotonic() + 60
-    while model.turn.locked():  # an earlier test's generation winds down first: the turn seen next is ours
+    while model.turns.held:  # an earlier test's generation winds down first: the turn seen next is ours
         assert time.monotonic() < deadline
         time.sleep(0.01)
     chatting = threading.Thread(target=lambda: done.append(httpx.post(smol_api.url + URL, json=body, timeout=300)))
     chatting.start()
     deadline = time.monotonic() + 60
-    while not model.turn.locked():  # the prompt is tokenized; the prefill begins
+    while not model.turns.held:  # the prompt is tokenized; the prefill begins
         assert time.monotonic() < deadline and chatting.is_alive()
         time.sleep(0.01)
     health, embeddings = [], []
     with httpx.Client(base_url=smol_api.url, timeout=30) as client:
-        while model.turn.locked():
+        while model.turns.held:
             started = time.monotonic()
             assert client.get("/health").status_code == 200
             health.append(time.monotonic() - started)
@@ -170,6 +197,6 @@ def test_a_client_that_times_out_stops_its_generation(smol_api) -> None:
     with contextlib.suppress(httpx.TimeoutException):
         httpx.post(smol_api.url + URL, json=body, timeout=1)
     started = time.monotonic()
-    while model.turn.locked() or _cancelled(smol_api) == before:
+    while model.turns.held or _cancelled(smol_api) == before:
         assert time.monotonic() - started < 5, "the generation kept running after its client timed out"
         time.sleep(0.05)
