@@ -16,6 +16,10 @@ from onnxvec.keys import EVERYTHING, KeyRing, digest
 from onnxvec.store import CollectionNotFound
 
 OPEN = {"/health"}  # liveness only: the document (/openapi.json, /docs, /redoc) needs a key like the rest
+# what a read-only key may call: reading methods, and the POST routes that only compute or search;
+# any other route (every one that writes, including those added later) is refused to it
+READING_METHODS = {"GET", "HEAD", "OPTIONS"}
+READING_POSTS = {"/v1/embeddings", "/v1/search", "/v1/chat/completions", "/v1/completions"}
 
 # Declares the scheme in the OpenAPI document; the header itself is read by `refusal`, so that a
 # missing key and a wrong one get OpenAI's 401 bodies.
@@ -51,7 +55,15 @@ async def refusal(ring: KeyRing, scope: Scope) -> Response | None:
         shown = key[:7] + "..." if len(key) > 7 else "..."
         return error_response(401, f"Incorrect API key provided: {shown}", code="invalid_api_key")
     scope["state"].update(grant=grant, owner=digest(key))  # one client per key, however the header is spelt
+    if grant.read_only and not reads(scope["method"], scope["path"]):
+        message = f"This API key is read-only: it cannot call {scope['method']} {scope['path']}."
+        return error_response(403, message, code="read_only_key")
     return None
+
+
+def reads(method: str, path: str) -> bool:
+    """Whether a route only reads: the one list a read-only key is checked against."""
+    return method in READING_METHODS or (method == "POST" and path in READING_POSTS)
 
 
 def reachable(request: Request, collection: str) -> None:

@@ -45,11 +45,14 @@ def keys_create(
     collections: Annotated[
         str | None, typer.Option(help="comma-separated: the only collections this key sees (default: all)")
     ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="embed, search and chat only: no route that writes")
+    ] = False,
 ) -> None:
     """Create a key and print it once: only its digest is kept."""
     scope = [c.strip() for c in collections.split(",") if c.strip()] if collections is not None else None
     with _database(get_settings()).begin() as conn:
-        key, plaintext = keys.create(conn, name, scope)
+        key, plaintext = keys.create(conn, name, scope, read_only)
     typer.echo(plaintext)
     typer.echo(f"key {key.id} ({key.name}) created; it is shown only now", err=True)
 
@@ -64,7 +67,10 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     for row in rows:
         state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
         scope = "all collections" if row.collections is None else ", ".join(row.collections) or "no collection"
-        typer.echo(f"{row.id:>4}  {row.prefix}...  {row.name:<24} {row.created_at:%Y-%m-%d %H:%M}  {state}  {scope}")
+        access = "read-only" if row.read_only else "read-write"
+        typer.echo(
+            f"{row.id:>4}  {row.prefix}...  {row.name:<24} {row.created_at:%Y-%m-%d %H:%M}  {state}  {scope}  {access}"
+        )
 
 
 @keys_app.command("revoke")

@@ -31,36 +31,41 @@ class ApiKey:
     created_at: datetime
     revoked_at: datetime | None
     collections: list[str] | None  # None: every collection
+    read_only: bool
 
 
 @dataclass(frozen=True)
 class Grant:
-    """What a request's key may reach: these collections, or every one (None)."""
+    """What a request's key may reach: these collections, or every one (None); and whether it may
+    only read (api/auth.py: the routes that read, and no other)."""
 
     collections: frozenset[str] | None = None
+    read_only: bool = False
 
     def allows(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
 
 
 EVERYTHING = Grant()
-_COLUMNS = "id, name, prefix, created_at, revoked_at, collections"
+_COLUMNS = "id, name, prefix, created_at, revoked_at, collections, read_only"
 
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create(conn: Connection, name: str, collections: list[str] | None = None) -> tuple[ApiKey, str]:
-    """A new key (limited to `collections` when given); the plaintext is returned once and only its
-    digest is stored."""
+def create(
+    conn: Connection, name: str, collections: list[str] | None = None, read_only: bool = False
+) -> tuple[ApiKey, str]:
+    """A new key (limited to `collections` when given, to reading when `read_only`); the plaintext is
+    returned once and only its digest is stored."""
     key = PREFIX + secrets.token_urlsafe(32)
     row = conn.execute(
         text(
-            "INSERT INTO api_keys (name, prefix, digest, collections) VALUES (:name, :prefix, :digest, :collections)"
-            f" RETURNING {_COLUMNS}"
+            "INSERT INTO api_keys (name, prefix, digest, collections, read_only)"
+            f" VALUES (:name, :prefix, :digest, :collections, :read_only) RETURNING {_COLUMNS}"
         ),
-        {"name": name, "prefix": key[:10], "digest": digest(key), "collections": collections},
+        {"name": name, "prefix": key[:10], "digest": digest(key), "collections": collections, "read_only": read_only},
     ).one()
     return ApiKey(*row), key
 
@@ -80,8 +85,8 @@ def revoke(conn: Connection, key_id: int) -> bool:
 
 def active_digests(conn: Connection) -> dict[str, Grant]:
     """Every live key's digest with what it may reach."""
-    rows = conn.execute(text("SELECT digest, collections FROM api_keys WHERE revoked_at IS NULL"))
-    return {key: EVERYTHING if names is None else Grant(frozenset(names)) for key, names in rows}
+    rows = conn.execute(text("SELECT digest, collections, read_only FROM api_keys WHERE revoked_at IS NULL"))
+    return {key: Grant(None if names is None else frozenset(names), read_only) for key, names, read_only in rows}
 
 
 def any_created(conn: Connection) -> bool:

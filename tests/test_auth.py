@@ -140,6 +140,11 @@ def test_keys_command_line(settings: Settings, new_database) -> None:
     assert again.returncode == 1 and "no active key" in again.stderr
     with database.connect() as conn:
         assert keys.digest(plaintext) not in keys.active_digests(conn)
+    reader = cli("create", "reader", "--read-only")
+    assert reader.returncode == 0, reader.stderr
+    with database.connect() as conn:
+        assert keys.active_digests(conn)[keys.digest(reader.stdout.strip())].read_only
+    assert "read-only" in cli("list").stdout.splitlines()[-1]
     database.dispose()
 
 
@@ -245,3 +250,37 @@ def test_a_key_scoped_to_collections_sees_only_them(start_api, new_database, emb
     metrics = call(scoped, "GET", "/metrics")  # its series name every collection
     assert metrics.status_code == 403 and metrics.json()["error"]["type"] == "permission_error"
     assert call(full, "GET", "/metrics").status_code == 200
+
+
+def test_a_read_only_key_reads_and_writes_nothing(start_api, new_database, embedder) -> None:
+    """`keys create NAME --read-only`: embeddings, search, chat and every GET answer; any other method
+    or POST route (those that write, and any added later) is 403 before its body is read."""
+    url = new_database("auth_read_only")
+    database = db.make_engine(url)
+    with database.begin() as conn:
+        store.create_collection(conn, "docs", embedder.manifest.name, embedder.dims)
+        _, reader = keys.create(conn, "reader", read_only=True)
+        _, writer = keys.create(conn, "writer")
+        assert [k.read_only for k in keys.list_keys(conn)] == [True, False]
+    database.dispose()
+    server = start_api(database_url=url)
+
+    def call(key: str, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        return httpx.request(method, server.url + path, json=body, headers={"Authorization": f"Bearer {key}"})
+
+    assert call(reader, "POST", "/v1/embeddings", {"input": "x"}).status_code == 200
+    assert call(reader, "POST", "/v1/search", {"collection": "docs", "query": "x"}).status_code == 200
+    for path in ("/v1/models", "/v1/collections", "/ready", "/openapi.json"):
+        assert call(reader, "GET", path).status_code == 200, path
+    writes = [("POST", "/v1/collections"), ("DELETE", "/v1/collections/docs"), ("PUT", "/v1/models/x")]
+    writes += [("PATCH", "/v1/collections/docs"), ("POST", "/v1/collections/docs/documents")]
+    for method, path in writes:
+        refused = call(reader, method, path, {"name": "x"})
+        assert refused.status_code == 403, (method, path)
+        assert refused.json()["error"] == {
+            "message": f"This API key is read-only: it cannot call {method} {path}.",
+            "type": "permission_error",
+            "param": None,
+            "code": "read_only_key",
+        }
+        assert call(writer, method, path, {"name": "x"}).status_code in (404, 405)  # not refused by the key

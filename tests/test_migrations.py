@@ -16,15 +16,15 @@ def test_upgrade_downgrade_upgrade(endpoints: services.Endpoints) -> None:
     engine = db.make_engine(endpoints.database_url.replace("/onnxvec?", "/migrations_probe?"))
     try:
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0005"
+        assert db.current_revision(engine) == "0006"
         assert {"collections", "documents", "chunks", "api_keys"} <= set(inspect(engine).get_table_names())
-        assert "collections" in {c["name"] for c in inspect(engine).get_columns("api_keys")}  # key scopes
+        assert {"collections", "read_only"} <= {c["name"] for c in inspect(engine).get_columns("api_keys")}
         assert "hidden_metadata" in {c["name"] for c in inspect(engine).get_columns("collections")}
         db.upgrade(engine)  # idempotent: start-up runs it every time
         db.downgrade(engine, "base")
         assert db.current_revision(engine) is None
         assert not {"collections", "documents", "chunks", "api_keys"} & set(inspect(engine).get_table_names())
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0005"
+        assert db.current_revision(engine) == "0006"
     finally:
         engine.dispose()
