@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -137,9 +138,16 @@ class ApiServer:
         self.thread.join(timeout=30)
 
 
+RESPONSES = pytest.StashKey[Counter]()
+
+
 @pytest.fixture(scope="session")
-def start_api(settings: Settings, endpoints: services.Endpoints, model_store: ModelStore) -> Iterator[Callable]:
-    """Start API servers with settings overrides; all stop at the end of the run."""
+def start_api(
+    request: pytest.FixtureRequest, settings: Settings, endpoints: services.Endpoints, model_store: ModelStore
+) -> Iterator[Callable]:
+    """Start API servers with settings overrides; all stop at the end of the run. Every response they
+    gave in the run, hostile probes and schemathesis included, is counted by status: a 500 anywhere
+    fails the run (a refusal is 4xx, an outage 503, never a traceback)."""
     servers: list[ApiServer] = []
 
     def start(**overrides: object) -> ApiServer:
@@ -147,8 +155,22 @@ def start_api(settings: Settings, endpoints: services.Endpoints, model_store: Mo
         return servers[-1]
 
     yield start
+    statuses: Counter = request.config.stash.setdefault(RESPONSES, Counter())
     for server in servers:
         server.stop()
+        for metric in server.app.state.metrics.requests.collect():
+            for sample in metric.samples:
+                if sample.name == "onnxvec_requests_total":
+                    statuses[sample.labels["status"]] += int(sample.value)
+    errors = {status: n for status, n in statuses.items() if status.startswith("5") and status != "503"}
+    assert not errors, f"the API servers answered with server errors in this run: {errors}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    statuses = config.stash.get(RESPONSES, None)
+    if statuses:
+        shown = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items()))
+        terminalreporter.write_line(f"API responses in this run: {sum(statuses.values())} ({shown})")
 
 
 @pytest.fixture(scope="session")
