@@ -28,12 +28,12 @@ from api.guard import Guard
 from api.metrics import Metrics
 from api.routes import JSON, router
 from api.schemas import Health, NotReady, Ready, error_responses
-from onnxvec import db, services
-from onnxvec.chat import ChatService
+from onnxvec.chat.service import ChatService
 from onnxvec.config import Settings, get_settings
-from onnxvec.keys import KeyRing
-from onnxvec.modelstore import ModelError
-from onnxvec.service import EmbeddingService
+from onnxvec.embedding.service import EmbeddingService
+from onnxvec.infra import db, embedded
+from onnxvec.models.store import ModelError
+from onnxvec.storage.keys import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ secured = [Security(bearer)]
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    endpoints = services.ensure_services(settings)
+    endpoints = embedded.ensure_services(settings)
     database = db.make_engine(endpoints.database_url)
     db.upgrade(database)
     metrics = Metrics(database, endpoints.redis_url)

@@ -19,12 +19,12 @@ from api.chat_schemas import CHAT_COMPLETION_RESPONSES, ChatCompletion, ChatComp
 from api.disconnect import unless_gone
 from api.errors import error_body
 from api.routes import JSON
-from onnxvec.chat import ChatRequest, ChatService, Prepared
-from onnxvec.chat_process import RemoteGeneration
-from onnxvec.generate import Sampling
-from onnxvec.microbatch import Overloaded
-from onnxvec.service import InvalidRequest
-from onnxvec.store import metadata_filter
+from onnxvec.chat.generate import Sampling
+from onnxvec.chat.process import RemoteGeneration
+from onnxvec.chat.service import ChatRequest, ChatService, Prepared
+from onnxvec.embedding.microbatch import Overloaded
+from onnxvec.embedding.service import InvalidRequest
+from onnxvec.storage.store import metadata_filter
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")

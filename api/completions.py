@@ -16,8 +16,8 @@ from api.chat import event_stream, sampling_of, whole_text
 from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
 from api.disconnect import unless_gone
 from api.routes import JSON
-from onnxvec.chat import ChatService, Prepared
-from onnxvec.generate import Sampling
+from onnxvec.chat.generate import Sampling
+from onnxvec.chat.service import ChatService, Prepared
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")

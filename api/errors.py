@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.disconnect import GONE, ClientGone
-from onnxvec.microbatch import Overloaded
-from onnxvec.modelstore import ModelError, ModelNotFound
-from onnxvec.service import InvalidRequest
-from onnxvec.store import CollectionNotFound, FilterError, StoreError
+from onnxvec.embedding.microbatch import Overloaded
+from onnxvec.embedding.service import InvalidRequest
+from onnxvec.models.store import ModelError, ModelNotFound
+from onnxvec.storage.store import CollectionNotFound, FilterError, StoreError
 
 log = logging.getLogger(__name__)
 

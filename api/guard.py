@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.auth import refusal
 from api.errors import error_response
 from api.metrics import Metrics
-from onnxvec.keys import KeyRing
+from onnxvec.storage.keys import KeyRing
 
 UNLIMITED = {"/health", "/metrics"}  # probes and scrapes must answer even when the API is saturated
 

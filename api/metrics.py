@@ -12,8 +12,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from onnxvec import documents, queue
-from onnxvec.generate import GenerationState
+from onnxvec.chat.generate import GenerationState
+from onnxvec.infra import broker
+from onnxvec.storage import documents
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -44,7 +45,7 @@ class IngestCollector(Collector):
             log.warning("metrics: database unavailable, ingest gauges left out")
         try:
             depth = GaugeMetricFamily("onnxvec_queue_depth", "Messages waiting in the ingest queue")
-            depth.add_metric([], queue.queue_depth(self.redis_url))
+            depth.add_metric([], broker.queue_depth(self.redis_url))
             yield depth
         except RedisError:
             log.warning("metrics: redis unavailable, queue depth left out")

@@ -30,10 +30,10 @@ from api.schemas import (
     SearchResponse,
     error_responses,
 )
-from onnxvec import documents, store
-from onnxvec.modelstore import ModelManifest
-from onnxvec.search import search_text
-from onnxvec.service import EmbeddingService, shorten, to_base64
+from onnxvec.embedding.service import EmbeddingService, shorten, to_base64
+from onnxvec.models.store import ModelManifest
+from onnxvec.retrieval.search import search_text
+from onnxvec.storage import documents, store
 
 router = APIRouter(prefix="/v1")
 

@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictStr
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from onnxvec.modelstore import Pooling
-from onnxvec.store import MAX_K, Metric
+from onnxvec.models.store import Pooling
+from onnxvec.storage.store import MAX_K, Metric
 
 
 def _integral(value: Any) -> Any:
@@ -32,8 +32,8 @@ def int_range(ge: int, le: int | None = None) -> Any:
 Positive = int_range(1)
 UpToMaxK = int_range(1, MAX_K)
 
-# Documented here, enforced where the errors name their parameter as OpenAI does: onnxvec.service
-# (empty inputs, negative token ids: 400 with param "input") and onnxvec.store (filters: 400).
+# Documented here, enforced where the errors name their parameter as OpenAI does: onnxvec.embedding.service
+# (empty inputs, negative token ids: 400 with param "input") and onnxvec.storage.store (filters: 400).
 _TEXT = {"type": "string", "minLength": 1}
 _IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
 EmbeddingInput = Annotated[

@@ -27,9 +27,9 @@ import aiohttp
 import httpx
 import numpy as np
 
-from onnxvec import services
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import embedded
 
 WORDS = (
     "the a one every some data vector search query index table row column server client request reply "
@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings()
-    services.ensure_services(settings)
+    embedded.ensure_services(settings)
     texts = sentences(args.sentences)
     log = Path(settings.home) / "bench-api-server.log"
     server = start_server(settings, args.port, log)

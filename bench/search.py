@@ -19,10 +19,11 @@ import time
 import numpy as np
 from sqlalchemy import Engine
 
-from onnxvec import db, documents, services, store
 from onnxvec.config import Settings
-from onnxvec.embed import l2_normalize
-from onnxvec.load import SourceDocument
+from onnxvec.embedding.engine import l2_normalize
+from onnxvec.infra import db, embedded
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 DIMS, TOPICS, PER_DOC, BUCKETS = 384, 1000, 1000, 10
 
@@ -85,7 +86,7 @@ def main() -> None:
     count = args.chunks // PER_DOC * PER_DOC
 
     settings = Settings()
-    engine = db.make_engine(services.ensure_services(settings).database_url)
+    engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 1, (TOPICS, DIMS)).astype(np.float32) / np.sqrt(DIMS)

@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection onnxvec.db hands over, or on the configured URL."""
+"""Alembic environment: runs on the connection onnxvec.infra.db hands over, or on the configured URL."""
 
 from alembic import context
 from sqlalchemy import create_engine
 
 from onnxvec.config import Settings
-from onnxvec.services import start_postgres
+from onnxvec.infra.embedded import start_postgres
 
 config = context.config
 

@@ -18,12 +18,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from onnxvec import db, services, store
 from onnxvec.config import Settings, get_settings
-from onnxvec.cpu import cpu_signature
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.ingest import new_collection
-from onnxvec.modelstore import ModelError, ModelStore
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import db, embedded
+from onnxvec.infra.cpu import cpu_signature
+from onnxvec.ingest.register import new_collection
+from onnxvec.models.store import ModelError, ModelStore
+from onnxvec.storage import store
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 services_app = typer.Typer(no_args_is_help=True, help="Embedded PostgreSQL+pgvector and Redis.")
@@ -51,7 +52,7 @@ def main() -> None:
     """The console script: errors a user can act on end in one line and exit 1, never a traceback."""
     try:
         app()
-    except (ModelError, store.StoreError, services.ServiceError, CommandError, FileNotFoundError, TimeoutError) as exc:
+    except (ModelError, store.StoreError, embedded.ServiceError, CommandError, FileNotFoundError, TimeoutError) as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except (OperationalError, RedisError) as exc:  # unreachable: the driver's first line says why
@@ -68,7 +69,7 @@ def _fail(message: str) -> typer.Exit:
 
 def _database(settings: Settings) -> Engine:
     """A database engine on the configured or embedded Postgres, schema brought up to date."""
-    engine = db.make_engine(services.ensure_services(settings).database_url)
+    engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
     return engine
 
@@ -80,26 +81,26 @@ def _database(settings: Settings) -> Engine:
 def services_start() -> None:
     """Start the embedded servers (or find them running); configured URLs start nothing."""
     settings = get_settings()
-    endpoints = services.ensure_services(settings)
-    typer.echo(f"postgres  {services.masked(endpoints.database_url)}\nredis     {services.masked(endpoints.redis_url)}")
+    endpoints = embedded.ensure_services(settings)
+    typer.echo(f"postgres  {embedded.masked(endpoints.database_url)}\nredis     {embedded.masked(endpoints.redis_url)}")
 
 
 @services_app.command("stop")
 def services_stop() -> None:
-    stopped = services.stop_services(get_settings())
+    stopped = embedded.stop_services(get_settings())
     typer.echo("stopped: " + (", ".join(stopped) or "nothing was running"))
 
 
 @services_app.command("status")
 def services_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    rows = services.services_status(get_settings())
+    rows = embedded.services_status(get_settings())
     if as_json:
-        typer.echo(json.dumps([row.__dict__ | {"url": row.url and services.masked(row.url)} for row in rows]))
+        typer.echo(json.dumps([row.__dict__ | {"url": row.url and embedded.masked(row.url)} for row in rows]))
         return
     for row in rows:
         state = "running" if row.running else "stopped"
         kind = "embedded" if row.embedded else "external"
-        typer.echo(f"{row.name:<9} {state:<8} {kind:<9} pid={row.pid or '-'} {services.masked(row.url or '')}")
+        typer.echo(f"{row.name:<9} {state:<8} {kind:<9} pid={row.pid or '-'} {embedded.masked(row.url or '')}")
 
 
 # --- db -------------------------------------------------------------------------------------------
@@ -107,14 +108,14 @@ def services_status(as_json: Annotated[bool, typer.Option("--json")] = False) ->
 
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
-    engine = db.make_engine(services.ensure_services(get_settings()).database_url)
+    engine = db.make_engine(embedded.ensure_services(get_settings()).database_url)
     db.upgrade(engine, revision)
     typer.echo(f"schema at {db.current_revision(engine)}")
 
 
 @db_app.command("downgrade")
 def db_downgrade(revision: str) -> None:
-    engine = db.make_engine(services.ensure_services(get_settings()).database_url)
+    engine = db.make_engine(embedded.ensure_services(get_settings()).database_url)
     db.downgrade(engine, revision)
     typer.echo(f"schema at {db.current_revision(engine) or 'base'}")
 
@@ -171,7 +172,7 @@ def models_build(
     precision: Annotated[str, typer.Option(help="int4 (k_quant) | int8 | fp32")] = "int4",
 ) -> None:
     """Build a chat model for onnxruntime-genai (needs the build extra)."""
-    from onnxvec.build import build_chat_model
+    from onnxvec.models.build.convert import build_chat_model
 
     if precision not in ("int4", "int8", "fp32"):
         raise _fail(f"--precision must be int4, int8 or fp32, not {precision!r}")
@@ -196,7 +197,7 @@ def models_convert(
     optimize: Annotated[bool, typer.Option(help="apply ONNX Runtime's transformer fusions")] = False,
 ) -> None:
     """Export an encoder to ONNX for embeddings (needs the build extra)."""
-    from onnxvec.build import convert_encoder
+    from onnxvec.models.build.convert import convert_encoder
 
     if int8 not in (None, "auto", "mixed", "all"):
         raise _fail(f"--int8 must be auto, mixed or all, not {int8!r}")
@@ -309,7 +310,7 @@ def embed(
 def up() -> None:
     """Start everything (services, schema, default model, a worker, the API) in the foreground; Ctrl-C stops it."""
     settings = get_settings()
-    endpoints = services.ensure_services(settings)
+    endpoints = embedded.ensure_services(settings)
     db.upgrade(db.make_engine(endpoints.database_url))
     manifest = ModelStore(settings.models_dir).pull(settings.embedding_model)
     # their own sessions: Ctrl-C reaches only this process, which stops them before the services
@@ -318,8 +319,8 @@ def up() -> None:
         for name in ("worker", "serve")
     }
     typer.echo(
-        f"onnxvec up: postgres {services.masked(endpoints.database_url)}\n"
-        f"            redis {services.masked(endpoints.redis_url)}\n"
+        f"onnxvec up: postgres {embedded.masked(endpoints.database_url)}\n"
+        f"            redis {embedded.masked(endpoints.redis_url)}\n"
         f"            worker pid {children['worker'].pid}, model {manifest.name} ({manifest.dims} dims)\n"
         f"            api pid {children['serve'].pid}, http://{settings.api_host}:{settings.api_port}/v1\n"
         "Ctrl-C stops everything."
@@ -334,7 +335,7 @@ def up() -> None:
         child.terminate()  # Celery's warm shutdown lets the current task finish; uvicorn drains requests
     for child in children.values():
         child.wait()
-    stopped = ["api", "worker", *services.stop_services(settings)]
+    stopped = ["api", "worker", *embedded.stop_services(settings)]
     typer.echo("stopping: " + ", ".join(stopped))
     if crashed:
         raise _fail(", ".join(f"the {name} exited with status {code}" for name, code in crashed.items()))

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from onnxvec import keys
 from onnxvec.cli import _database, _fail, app
 from onnxvec.config import get_settings
-from onnxvec.service import InvalidRequest
+from onnxvec.embedding.service import InvalidRequest
+from onnxvec.storage import keys
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys (stored as SHA-256 digests in Postgres).")
 app.add_typer(keys_app, name="keys")
@@ -101,9 +101,9 @@ def chat_command(
     """Ask a question; the answer streams as it is generated, then the sources it was given."""
     import asyncio
 
-    from onnxvec.chat import ChatRequest, ChatService
-    from onnxvec.generate import Sampling
-    from onnxvec.service import EmbeddingService
+    from onnxvec.chat.generate import Sampling
+    from onnxvec.chat.service import ChatRequest, ChatService
+    from onnxvec.embedding.service import EmbeddingService
 
     settings = get_settings()
     request = ChatRequest(

@@ -12,11 +12,13 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from onnxvec import documents, ingest, queue, services, store
 from onnxvec.cli import _database, _fail, app
 from onnxvec.config import get_settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import LoadOptions
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import broker, embedded
+from onnxvec.ingest import register
+from onnxvec.sources.files import LoadOptions
+from onnxvec.storage import documents, store
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -53,13 +55,13 @@ def ingest_command(
         max_bytes=settings.max_document_bytes,
         extra_metadata=_pairs(meta, "--meta"),
     )
-    endpoints = services.ensure_services(settings)
+    endpoints = embedded.ensure_services(settings)
     engine = _database(settings)
     stdin = sys.stdin.buffer.read() if "-" in paths else None
-    report = ingest.ingest(
+    report = register.ingest(
         settings,
         engine,
-        queue.make_app(settings, endpoints.redis_url),
+        broker.make_app(settings, endpoints.redis_url),
         paths,
         collection,
         model=model,
@@ -119,7 +121,7 @@ def _wait_with_progress(
             typer.echo(_progress_line(states, sizes, len(ids), rate, errors, elapsed), err=True)
 
     try:
-        counts = ingest.wait(engine, col, ids, show, timeout=timeout)
+        counts = register.wait(engine, col, ids, show, timeout=timeout)
     finally:
         bar.close()
     if not terminal and ids:
@@ -166,7 +168,7 @@ def worker_command(
         "--loglevel",
         loglevel,
         "--queues",
-        queue.QUEUE,
+        broker.QUEUE,
         "--without-gossip",
         "--without-mingle",
     ]
@@ -183,14 +185,14 @@ def status_command(
 ) -> None:
     """Documents by state, chunks, queue depth, failures and recent throughput."""
     settings = get_settings()
-    endpoints = services.ensure_services(settings)
+    endpoints = embedded.ensure_services(settings)
     with _database(settings).connect() as conn:
         col = store.get_collection(conn, collection) if collection else None
         counts = documents.counts(conn, col)
         claims = documents.claims(conn)
         failures = documents.failures(conn, col) if failed else []
-    counts["queue_depth"] = queue.queue_depth(endpoints.redis_url)
-    counts["stalled"] = ingest.stall(counts, claims, counts["queue_depth"], settings.reconcile_seconds)
+    counts["queue_depth"] = broker.queue_depth(endpoints.redis_url)
+    counts["stalled"] = register.stall(counts, claims, counts["queue_depth"], settings.reconcile_seconds)
     counts["docs_per_s_last_minute"] = round(counts.pop("done_last_minute") / 60, 2)
     if as_json:
         typer.echo(json.dumps(counts | ({"failed": failures} if failed else {}), default=str))
@@ -210,11 +212,11 @@ def status_command(
 def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> None:
     """Queue failed documents again."""
     settings = get_settings()
-    endpoints = services.ensure_services(settings)
+    endpoints = embedded.ensure_services(settings)
     engine = _database(settings)
     with engine.begin() as conn:
         ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
-    ingest.dispatch(engine, queue.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
+    register.dispatch(engine, broker.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
     typer.echo(f"re-queued {len(ids)} documents")
 
 

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     token_ids: Literal["cl100k_base", "model"] = Field(
         default="cl100k_base",
         description="token-id inputs: OpenAI's encoding, decoded and tokenized again (what OpenAI clients "
-        "send), or the model's own ids taken as given (onnxvec/openai_tokens.py)",
+        "send), or the model's own ids taken as given (onnxvec/embedding/openai_tokens.py)",
     )
 
     @field_validator("home")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from onnxvec import db, services
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.modelstore import ModelStore
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import db, embedded
+from onnxvec.models.store import ModelStore
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -38,13 +38,13 @@ def settings(home: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def endpoints(settings: Settings) -> Iterator[services.Endpoints]:
-    yield services.ensure_services(settings)
-    services.stop_services(settings)
+def endpoints(settings: Settings) -> Iterator[embedded.Endpoints]:
+    yield embedded.ensure_services(settings)
+    embedded.stop_services(settings)
 
 
 @pytest.fixture(scope="session")
-def engine(endpoints: services.Endpoints) -> Iterator[Engine]:
+def engine(endpoints: embedded.Endpoints) -> Iterator[Engine]:
     sa_engine = db.make_engine(endpoints.database_url)
     db.upgrade(sa_engine)
     yield sa_engine
@@ -97,7 +97,7 @@ WORKER_ENV = {"ONNXVEC_TASK_DOCUMENTS": "8"}
 
 @pytest.fixture
 def start_worker(
-    settings: Settings, endpoints: services.Endpoints, model_store: ModelStore, tmp_path: Path
+    settings: Settings, endpoints: embedded.Endpoints, model_store: ModelStore, tmp_path: Path
 ) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
@@ -143,7 +143,7 @@ RESPONSES = pytest.StashKey[Counter]()
 
 @pytest.fixture(scope="session")
 def start_api(
-    request: pytest.FixtureRequest, settings: Settings, endpoints: services.Endpoints, model_store: ModelStore
+    request: pytest.FixtureRequest, settings: Settings, endpoints: embedded.Endpoints, model_store: ModelStore
 ) -> Iterator[Callable]:
     """Start API servers with settings overrides; all stop at the end of the run. Every response they
     gave in the run, hostile probes and schemathesis included, is counted by status: a 500 anywhere

@@ -12,8 +12,8 @@ import numpy as np
 import openai
 import pytest
 
-from onnxvec.embed import EmbeddingEngine, l2_normalize
-from onnxvec.modelstore import ModelStore
+from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
+from onnxvec.models.store import ModelStore
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

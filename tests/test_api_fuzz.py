@@ -52,7 +52,7 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def http(api, engine, embedder):
-    from onnxvec import store
+    from onnxvec.storage import store
 
     with engine.begin() as conn:
         store.create_collection(conn, "api-fuzz", embedder.manifest.name, embedder.dims, "l2")

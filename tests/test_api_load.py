@@ -12,8 +12,8 @@ import aiohttp
 import httpx
 import numpy as np
 
-from onnxvec import documents, store
-from onnxvec.load import SourceDocument
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 CLIENTS = 32
 

@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import text
 
 from api.auth import refusal
-from onnxvec import db, keys, store
 from onnxvec.config import Settings
-from onnxvec.keys import KeyRing
+from onnxvec.infra import db
+from onnxvec.storage import keys, store
+from onnxvec.storage.keys import KeyRing
 
 ENV_KEY = "sk-env-test-key"
 AUTH = {"Authorization": f"Bearer {ENV_KEY}"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxvec.batch import MAX_PADDING, PADDING_FREE_TOKENS, plan_batches
-from onnxvec.embed import l2_normalize, pool
+from onnxvec.embedding.batching import MAX_PADDING, PADDING_FREE_TOKENS, plan_batches
+from onnxvec.embedding.engine import l2_normalize, pool
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxvec.build import build_chat_model, convert_encoder
+from onnxvec.chat.generate import ChatEngine, Sampling
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine, l2_normalize
-from onnxvec.generate import ChatEngine, Sampling
-from onnxvec.modelstore import ModelError, ModelStore
+from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
+from onnxvec.models.build.convert import build_chat_model, convert_encoder
+from onnxvec.models.store import ModelError, ModelStore
 
 SENTENCES = ["The cat sits on the mat.", "Embeddings map text to vectors.", "A longer sentence " * 8]
 

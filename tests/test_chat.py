@@ -13,10 +13,10 @@ import httpx
 import openai
 import pytest
 
-from onnxvec import documents, store
-from onnxvec.generate import StopMatcher
-from onnxvec.load import SourceDocument
-from onnxvec.prompt import PromptTooLong, fit
+from onnxvec.chat.generate import StopMatcher
+from onnxvec.chat.prompt import PromptTooLong, fit
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 URL = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]

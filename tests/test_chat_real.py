@@ -14,9 +14,9 @@ import httpx
 import openai
 from sqlalchemy import Engine
 
-from onnxvec import documents, store
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 URL = "/v1/chat/completions"
 FACT = "The chief engineer of the Zorbulax Project is Mirela Quandtberg."

@@ -16,12 +16,13 @@ import httpx
 import numpy as np
 from sqlalchemy import text
 
-from onnxvec import documents, services, store
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
-from onnxvec.modelstore import ModelStore
-from onnxvec.services import Endpoints
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import embedded
+from onnxvec.infra.embedded import Endpoints
+from onnxvec.models.store import ModelStore
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -110,7 +111,7 @@ def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_sto
         assert any("model all-MiniLM-L6-v2 (384 dims)" in line for line in lines), lines
         worker_pid = int(next(line for line in lines if "worker pid" in line).split("worker pid ")[1].split(",")[0])
         os.kill(worker_pid, 0)  # the worker runs
-        assert all(s.running for s in services.services_status(own))
+        assert all(s.running for s in embedded.services_status(own))
         assert f"http://127.0.0.1:{port}/v1" in "".join(lines)
         deadline = time.monotonic() + 60
         while True:  # the API answers once it has loaded the model
@@ -127,7 +128,7 @@ def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_sto
         proc.kill()
     assert proc.returncode == 0, rest
     assert "stopping: api, worker, postgres, redis" in rest
-    assert not any(s.running for s in services.services_status(own))
+    assert not any(s.running for s in embedded.services_status(own))
 
 
 def test_ingest_from_stdin_and_unsupported_files(settings: Settings, endpoints: Endpoints, tmp_path: Path) -> None:

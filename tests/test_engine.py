@@ -11,11 +11,11 @@ import pytest
 from tokenizers import Tokenizer
 
 from onnxvec.config import Settings
-from onnxvec.cpu import cpu_signature
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.modelstore import ModelStore
-from onnxvec.precision import MEAN_COSINE, MIN_COSINE, QUALITY_TEXTS
-from onnxvec.quantize import quantize_encoder
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra.cpu import cpu_signature
+from onnxvec.models.build.precision import MEAN_COSINE, MIN_COSINE, QUALITY_TEXTS
+from onnxvec.models.build.quantize import quantize_encoder
+from onnxvec.models.store import ModelStore
 
 SEEDS = [
     "The car sped down the highway at an incredible speed.",
@@ -24,7 +24,7 @@ SEEDS = [
 ]
 # design.md: all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child
 FP32_REFERENCE = [0.7633, 0.0471, 0.1324]  # sentence-transformers in PyTorch
-# where the pull chose int8 (onnxvec/precision.py) its weights move these by up to 0.006 (measured on an
+# where the pull chose int8 (onnxvec/models/build/precision.py) its weights move these by up to 0.006 (measured on an
 # AVX-512/VNNI machine); fp32, chosen on AVX2, matches PyTorch to 1e-5 (test_build.py)
 INT8_TOLERANCE = 0.01
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from onnxvec import documents, store
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 LONG = "m" * 300
 HELLO = '"messages": [{"role": "user", "content": "hi"}]'

@@ -16,8 +16,8 @@ import pytest
 from huggingface_hub import constants
 
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.modelstore import ModelError, ModelStore, sha256_file
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.models.store import ModelError, ModelStore, sha256_file
 
 REPO = "acme/minilm-onnx"
 COMMIT = "1f3c5e7a9b2d4f6a8c0e1f3a5b7d9e2c4a6b8d0f"
@@ -196,7 +196,7 @@ def test_pull_hub_with_include_patterns(
         assert sha256_file(folder / name) == digest == hashlib.sha256(hub.files[name]).hexdigest()
     assert not [path for _, path, _ in hub.requests if "pytorch_model.bin" in path or "README.md" in path]
     assert {auth for _, _, auth in hub.requests} == {None}  # no token configured, none leaked from the host
-    # the model and the shared cl100k_base encoding (onnxvec/openai_tokens.py), no staging leftovers
+    # the model and the shared cl100k_base encoding (onnxvec/embedding/openai_tokens.py), no staging leftovers
     assert sorted(p.name for p in store.root.iterdir()) == [".tiktoken", "hub-minilm"]
 
     engine = EmbeddingEngine(store.get("hub-minilm"), store, settings)
@@ -236,7 +236,7 @@ def chat_hub(
 
 
 def test_pull_a_chat_model_from_the_hub(chat_hub: FakeHub, tmp_path: Path) -> None:
-    from onnxvec.generate import ChatEngine, Sampling
+    from onnxvec.chat.generate import ChatEngine, Sampling
 
     store = ModelStore(tmp_path / "models")
     manifest = store.pull_hub("hub-chat", REPO, include=[f"{PHI_LIKE}/*"])

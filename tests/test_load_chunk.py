@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from onnxvec.chunk import chunk_text
 from onnxvec.config import PROJECT_ROOT
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import LoadOptions, expand, html_text, load_file, load_stdin
+from onnxvec.embedding.chunker import chunk_text
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.sources.files import LoadOptions, expand, html_text, load_file, load_stdin
 
 
 def test_html_keeps_visible_text_only() -> None:
@@ -61,7 +61,7 @@ def test_an_unreadable_file_is_refused_with_its_reason(tmp_path: Path) -> None:
     secret.write_text("nobody may read this")
     secret.chmod(0)
     drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
-    load = f"from onnxvec.load import *; print(load_file(Path({str(secret)!r}), LoadOptions())[0].error)"
+    load = f"from onnxvec.sources.files import *; print(load_file(Path({str(secret)!r}), LoadOptions())[0].error)"
     command = [*(drop if os.geteuid() == 0 else []), sys.executable, "-c", f"from pathlib import Path; {load}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert done.stdout == "cannot read the file: Permission denied\n", done.stderr

@@ -5,11 +5,11 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy import inspect
 
-from onnxvec import db, services
+from onnxvec.infra import db, embedded
 
 
-def test_upgrade_downgrade_upgrade(endpoints: services.Endpoints) -> None:
-    admin = services.libpq_url(endpoints.database_url).replace("/onnxvec?", "/postgres?")
+def test_upgrade_downgrade_upgrade(endpoints: embedded.Endpoints) -> None:
+    admin = embedded.libpq_url(endpoints.database_url).replace("/onnxvec?", "/postgres?")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS migrations_probe")
         conn.execute("CREATE DATABASE migrations_probe")

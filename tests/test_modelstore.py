@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from onnxvec.catalog import CATALOG
-from onnxvec.modelstore import ModelError, ModelNotFound, ModelStore, embedding_manifest, sha256_file
+from onnxvec.models.catalog import CATALOG
+from onnxvec.models.store import ModelError, ModelNotFound, ModelStore, embedding_manifest, sha256_file
 
 
 def test_default_model_manifest(model_store: ModelStore) -> None:
@@ -131,5 +131,5 @@ def test_a_second_pull_replaces_the_model_whole(model_store: ModelStore, tmp_pat
     second = store.pull_local("swap", folder, max_seq_length=96)
     assert (first.max_seq_length, second.max_seq_length) == (64, 96)
     assert store.get("swap") == second and store.verify("swap") == []
-    # no staging or retired folders: the model and the shared cl100k_base encoding (onnxvec/openai_tokens.py)
+    # no staging or retired folders: the model and the shared cl100k_base encoding (onnxvec/embedding/openai_tokens.py)
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [".tiktoken", "swap"]

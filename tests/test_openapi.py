@@ -11,9 +11,9 @@ import schemathesis
 from hypothesis import settings
 from sqlalchemy import Engine
 
-from onnxvec import documents, store
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 KEY = "sk-openapi-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

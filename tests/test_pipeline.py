@@ -8,12 +8,14 @@ import time
 import numpy as np
 from sqlalchemy import Engine, text
 
-from onnxvec import documents, ingest, queue, store
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
-from onnxvec.modelstore import ModelStore
-from onnxvec.pipeline import Pipeline
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import broker
+from onnxvec.ingest import register
+from onnxvec.ingest.pipeline import Pipeline
+from onnxvec.models.store import ModelStore
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 PARAS = [
     f"Section {i}. " + " ".join(f"Fact {i}.{j} about pgvector indexes and recall." for j in range(12)) for i in range(5)
@@ -130,13 +132,13 @@ def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, en
 
 
 def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine: Engine, endpoints, tmp_path) -> None:
-    app = queue.make_app(settings, endpoints.redis_url)
+    app = broker.make_app(settings, endpoints.redis_url)
     for name in ("keep.txt", "gone.txt"):
         (tmp_path / name).write_text(f"{name} holds a few words about vectors.")
-    first = ingest.ingest(settings, engine, app, [str(tmp_path)], "prune", prune=True)
+    first = register.ingest(settings, engine, app, [str(tmp_path)], "prune", prune=True)
     assert len(first.queued) == 2 and first.pruned == 0
     (tmp_path / "gone.txt").unlink()
-    second = ingest.ingest(settings, engine, app, [str(tmp_path)], "prune", prune=True)
+    second = register.ingest(settings, engine, app, [str(tmp_path)], "prune", prune=True)
     assert second.pruned == 1 and second.unchanged == 1
     with engine.connect() as conn:
         left = (
@@ -187,7 +189,7 @@ def test_a_worker_taking_a_message_at_once_can_claim_all_its_documents(settings:
     col = _collection(engine, "dispatch-order")
     ids = _register(engine, col, [_doc(f"order-{i}", f"Text number {i}.") for i in range(5)]).queued
     broker = _Broker(engine)
-    ingest.dispatch(engine, broker, ids, per_task=2)
+    register.dispatch(engine, broker, ids, per_task=2)
     assert sorted(broker.claimed) == sorted(ids)
 
 
@@ -195,7 +197,7 @@ def test_a_failed_send_leaves_documents_to_the_next_reconcile(settings: Settings
     col = _collection(engine, "dispatch-fail")
     ids = _register(engine, col, [_doc(f"fail-{i}", f"Other text {i}.") for i in range(3)]).queued
     try:
-        ingest.dispatch(engine, _Broker(engine, fail=True), ids, per_task=2)
+        register.dispatch(engine, _Broker(engine, fail=True), ids, per_task=2)
     except ConnectionError:
         pass
     else:
@@ -240,10 +242,10 @@ def test_status_says_why_work_stalls() -> None:
     def claims(live: int = 0, lapsed: int = 0, waited: float = 60) -> dict:
         return {"live_claims": live, "lapsed_claims": lapsed, "oldest_pending_seconds": waited}
 
-    assert ingest.stall(counts(0), claims(), 0, 5) is None  # nothing to do
-    assert ingest.stall(counts(9), claims(live=8), 0, 5) is None  # a worker is on it
-    assert ingest.stall(counts(9, done_last_minute=30), claims(), 0, 5) is None  # moving
-    assert ingest.stall(counts(9), claims(waited=2), 0, 5) is None  # just registered
-    assert "no worker takes them" in ingest.stall(counts(9), claims(), 3, 5)
-    assert "is a worker running" in ingest.stall(counts(9), claims(), 0, 5)
-    assert "3 claims lapsed" in ingest.stall(counts(0), claims(lapsed=3), 0, 5)
+    assert register.stall(counts(0), claims(), 0, 5) is None  # nothing to do
+    assert register.stall(counts(9), claims(live=8), 0, 5) is None  # a worker is on it
+    assert register.stall(counts(9, done_last_minute=30), claims(), 0, 5) is None  # moving
+    assert register.stall(counts(9), claims(waited=2), 0, 5) is None  # just registered
+    assert "no worker takes them" in register.stall(counts(9), claims(), 3, 5)
+    assert "is a worker running" in register.stall(counts(9), claims(), 0, 5)
+    assert "3 claims lapsed" in register.stall(counts(0), claims(lapsed=3), 0, 5)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from onnxvec import documents, store
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.load import SourceDocument
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import documents, store
 
 SENTENCES = [
     "Postgres stores the documents and their state.",

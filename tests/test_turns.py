@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from onnxvec.microbatch import ALL_CLIENTS, Overloaded
-from onnxvec.turns import FairTurns
+from onnxvec.chat.turns import FairTurns
+from onnxvec.embedding.microbatch import ALL_CLIENTS, Overloaded
 
 
 async def _queue(turns: FairTurns, order: list[str], owner: str, label: str) -> None:

@@ -13,9 +13,11 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from onnxvec import documents, ingest, queue, services, store
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.infra import broker, embedded
+from onnxvec.ingest import register
+from onnxvec.storage import documents, store
 from tests.conftest import WorkerProcess
 from tests.test_cli import onnxvec
 
@@ -62,9 +64,9 @@ def write_corpus(root: Path, seed: int = 0) -> int:
     return 100 + 80 + 60 + 30 + 90 + 40
 
 
-def _ingest(settings: Settings, engine: Engine, endpoints: services.Endpoints, path: Path, name: str):
-    app = queue.make_app(settings, endpoints.redis_url)
-    return ingest.ingest(settings, engine, app, [str(path)], name)
+def _ingest(settings: Settings, engine: Engine, endpoints: embedded.Endpoints, path: Path, name: str):
+    app = broker.make_app(settings, endpoints.redis_url)
+    return register.ingest(settings, engine, app, [str(path)], name)
 
 
 def _wait_until(engine: Engine, name: str, done: Callable[[dict], bool], timeout: float = 300) -> dict:
@@ -101,7 +103,7 @@ def _assert_exactly_once(engine: Engine, name: str, total: int) -> None:
 def test_corpus_is_embedded_and_reingest_embeds_only_changes(
     settings: Settings,
     engine: Engine,
-    endpoints: services.Endpoints,
+    endpoints: embedded.Endpoints,
     embedder: EmbeddingEngine,
     start_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
@@ -150,7 +152,7 @@ RECOVERY_SECONDS = 60  # from the fault to every document done, with the default
 def mid_ingest(
     settings: Settings,
     engine: Engine,
-    endpoints: services.Endpoints,
+    endpoints: embedded.Endpoints,
     start_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> Callable[[str], tuple[list[WorkerProcess], int]]:
@@ -190,7 +192,7 @@ def test_kill_9_worker_mid_ingest_then_another_finishes(
     _finishes_exactly_once(engine, "kill", total, "kill -9 of one of two workers", started)
 
 
-def test_flushall_mid_ingest_the_reconciler_finishes(engine: Engine, endpoints: services.Endpoints, mid_ingest) -> None:
+def test_flushall_mid_ingest_the_reconciler_finishes(engine: Engine, endpoints: embedded.Endpoints, mid_ingest) -> None:
     _, total = mid_ingest("flush")
     started = time.monotonic()
     redis.Redis.from_url(endpoints.redis_url).flushall()
@@ -198,22 +200,22 @@ def test_flushall_mid_ingest_the_reconciler_finishes(engine: Engine, endpoints: 
 
 
 def test_postgres_restart_mid_ingest_the_worker_retries(
-    settings: Settings, engine: Engine, endpoints: services.Endpoints, mid_ingest
+    settings: Settings, engine: Engine, endpoints: embedded.Endpoints, mid_ingest
 ) -> None:
     workers, total = mid_ingest("pg")
     started = time.monotonic()
-    assert services.stop_postgres(settings)
+    assert embedded.stop_postgres(settings)
     deadline = time.monotonic() + 60  # down until a worker has met the outage and scheduled a retry
     while not any("transient error" in w.log.read_text() for w in workers):
         assert time.monotonic() < deadline, workers[0].log.read_text()[-3000:]
         time.sleep(0.2)
-    assert services.start_postgres(settings) == endpoints.database_url
+    assert embedded.start_postgres(settings) == endpoints.database_url
     _finishes_exactly_once(engine, "pg", total, "postgres stop + start", started)
 
 
 def test_bad_files_fail_clearly_and_the_rest_is_embedded(
     settings: Settings,
-    endpoints: services.Endpoints,
+    endpoints: embedded.Endpoints,
     start_worker: Callable[..., WorkerProcess],
     tmp_path: Path,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from onnxvec.build import build_genai
+from onnxvec.models.build.convert import build_genai
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEMPLATE = (

@@ -1,4 +1,4 @@
-"""Celery tasks: a thin shell over onnxvec.pipeline. Transient failures retry with backoff."""
+"""Celery tasks: a thin shell over onnxvec.ingest.pipeline. Transient failures retry with backoff."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import redis
 import sqlalchemy.exc
 from celery.signals import worker_process_init
 
-from onnxvec import db, ingest, queue, services
 from onnxvec.config import get_settings
-from onnxvec.pipeline import Outcome, Pipeline
+from onnxvec.infra import broker, db, embedded
+from onnxvec.ingest import register
+from onnxvec.ingest.pipeline import Outcome, Pipeline
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-endpoints = services.ensure_services(settings)
-app = queue.make_app(settings, endpoints.redis_url)
+endpoints = embedded.ensure_services(settings)
+app = broker.make_app(settings, endpoints.redis_url)
 TRANSIENT = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -41,7 +42,7 @@ def _load_model(**_: object) -> None:
     pipeline().embedder(settings.embedding_model)
 
 
-@app.task(name=queue.EMBED_TASK, bind=True, max_retries=None)
+@app.task(name=broker.EMBED_TASK, bind=True, max_retries=None)
 def embed_documents(self, ids: list[int]) -> dict:
     try:
         outcome: Outcome = pipeline().process(ids)
@@ -55,11 +56,11 @@ def embed_documents(self, ids: list[int]) -> dict:
     return outcome.__dict__
 
 
-@app.task(name=queue.RECONCILE_TASK)
+@app.task(name=broker.RECONCILE_TASK)
 def reconcile() -> int:
     """Re-enqueue what Postgres says is unfinished but the queue may have lost."""
-    ids = pipeline().stale(queue_empty=queue.queue_depth(endpoints.redis_url) == 0)
+    ids = pipeline().stale(queue_empty=broker.queue_depth(endpoints.redis_url) == 0)
     if ids:
         log.info("reconciler re-enqueues %d documents", len(ids))
-        ingest.dispatch(pipeline().db, app, ids, settings.task_documents)
+        register.dispatch(pipeline().db, app, ids, settings.task_documents)
     return len(ids)

@@ -2,7 +2,7 @@
 
 Chunks of every collection share one table with an untyped ``vector`` column; each collection gets
 its own partial HNSW index on ``embedding::vector(dims)`` with the opclass of its metric, created by
-onnxvec.store when the collection is created (and dropped with it).
+onnxvec.storage.store when the collection is created (and dropped with it).
 
 Revision ID: 0001
 Revises:

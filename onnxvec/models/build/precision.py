@@ -5,8 +5,8 @@ ONNX Runtime's integer kernels differ by CPU. With VNNI or AMX, u8 x s8 products
 with AVX2 alone, pairs of them are summed in int16 first and saturate, so the same int8 model gives
 other vectors there (all-MiniLM-L6-v2 per-token int8: lowest cosine to fp32 0.985 on an AVX2 EPYC).
 u8 x u8 cannot saturate but runs no faster than fp32 on such a CPU. So each candidate is built
-(SmoothQuant-smoothed, per-token int8, see onnxvec/quantize.py), compared with fp32 on a fixed set of
-texts (onnxvec/quality_texts.txt: every fourth calibrates, the other 240 judge), and timed against
+(SmoothQuant-smoothed, per-token int8, see onnxvec/models/build/quantize.py), compared with fp32 on a fixed set of
+texts (onnxvec/models/build/quality_texts.txt: every fourth calibrates, the other 240 judge), and timed against
 fp32 here; the fastest that holds wins if it is clearly faster, and fp32 otherwise.
 """
 
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from onnxvec.batch import plan_batches
-from onnxvec.cpu import Precision, cpu_signature
-from onnxvec.embed import l2_normalize, pad_batch, pool, session_options
-from onnxvec.quantize import Int8, WeightType, matmul_inputs, quantize_encoder, smooth_encoder
-from onnxvec.tokenize import TextTokenizer
+from onnxvec.embedding.batching import plan_batches
+from onnxvec.embedding.engine import l2_normalize, pad_batch, pool, session_options
+from onnxvec.embedding.tokenizer import TextTokenizer
+from onnxvec.infra.cpu import Precision, cpu_signature
+from onnxvec.models.build.quantize import Int8, WeightType, matmul_inputs, quantize_encoder, smooth_encoder
 
 QUALITY_TEXTS = Path(__file__).with_name("quality_texts.txt")
 MIN_COSINE = 0.995  # every text's vector at least this close to fp32's

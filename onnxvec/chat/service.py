@@ -3,8 +3,8 @@
 `ChatService` lives in the server's event loop. A request naming a collection has its last user
 message embedded with that collection's model, the top chunks retrieved (filter and minimum score
 applied) and handed to the model as numbered sources; the sources that fit the context come back as
-citations. Each model runs in a process of its own (onnxvec/chat_process.py: its prefill would hold
-this process's GIL), one completion at a time; waiting requests take turns by client (onnxvec/turns.py),
+citations. Each model runs in a process of its own (onnxvec/chat/process.py: its prefill would hold
+this process's GIL), one completion at a time; waiting requests take turns by client (onnxvec/chat/turns.py),
 and a client with `max_queued_chats` requests waiting is answered Overloaded (429).
 """
 
@@ -20,15 +20,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from onnxvec import store
-from onnxvec.chat_process import RemoteChatEngine, RemoteGeneration
+from onnxvec.chat.generate import GenerationError, Sampling
+from onnxvec.chat.process import RemoteChatEngine, RemoteGeneration
+from onnxvec.chat.prompt import Message, Prompt, PromptTooLong, fit
+from onnxvec.chat.turns import FairTurns
 from onnxvec.config import Settings
-from onnxvec.generate import GenerationError, Sampling
-from onnxvec.modelstore import ModelManifest, ModelStore
-from onnxvec.prompt import Message, Prompt, PromptTooLong, fit
-from onnxvec.search import find_collection, search_text
-from onnxvec.service import EmbeddingService, InvalidRequest
-from onnxvec.turns import FairTurns
+from onnxvec.embedding.service import EmbeddingService, InvalidRequest
+from onnxvec.models.store import ModelManifest, ModelStore
+from onnxvec.retrieval.search import find_collection, search_text
+from onnxvec.storage import store
 from onnxvec.values import invalid_unicode
 
 T = TypeVar("T")

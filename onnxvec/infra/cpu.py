@@ -1,7 +1,7 @@
 """Which kind of CPU this is, as far as int8 goes, and which variant of an encoder runs on it.
 
 ONNX Runtime's integer kernels take another path per CPU family, so int8 vectors and int8 speed move
-with it: a variant chosen by measuring (onnxvec/precision.py) is only trusted on the family it was
+with it: a variant chosen by measuring (onnxvec/models/build/precision.py) is only trusted on the family it was
 measured on.
 """
 
@@ -32,7 +32,7 @@ def cpu_signature() -> str:
 
 
 class Precision(BaseModel):
-    """Which variant of an encoder runs, measured on the CPU named here (onnxvec/precision.py)."""
+    """Which variant of an encoder runs, measured on the CPU named here (onnxvec/models/build/precision.py)."""
 
     variant: str  # "fp32" or an int8 scheme
     cpu: str

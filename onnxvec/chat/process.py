@@ -2,7 +2,7 @@
 
 onnxruntime-genai's prefill keeps the GIL for seconds (a 900-word prompt stalled every other request
 for ~31 s when it ran on a thread of the server). `RemoteChatEngine` starts
-`python -m onnxvec.chat_process`, which loads the model and answers over a socket pair: calls
+`python -m onnxvec.chat.process`, which loads the model and answers over a socket pair: calls
 (prompt ids, token counts, encoding, checks) on a small pool, generations one at a time in arrival
 order, each streaming its text deltas back and stopping at the next token once cancelled. If the
 process dies, its pending calls fail with ModelError and the engine reports itself dead, so that the
@@ -25,9 +25,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from onnxvec.generate import ChatEngine, GenerationError, GenerationState, Sampling
-from onnxvec.modelstore import ModelError
-from onnxvec.prompt import Message
+from onnxvec.chat.generate import ChatEngine, GenerationError, GenerationState, Sampling
+from onnxvec.chat.prompt import Message
+from onnxvec.models.store import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,15 @@ class RemoteChatEngine:
     def __init__(self, folder: Path, name: str, niceness: int = 0) -> None:
         self.name = name
         ours, theirs = socket.socketpair()
-        command = [sys.executable, "-m", "onnxvec.chat_process", str(theirs.fileno()), str(folder), name, str(niceness)]
+        command = [
+            sys.executable,
+            "-m",
+            "onnxvec.chat.process",
+            str(theirs.fileno()),
+            str(folder),
+            name,
+            str(niceness),
+        ]
         self.process = subprocess.Popen(command, pass_fds=[theirs.fileno()])
         theirs.close()
         self.conn = Connection(ours.detach())

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from onnxvec import documents, store
-from onnxvec.chunk import Chunk, chunk_text
 from onnxvec.config import Settings
-from onnxvec.embed import EmbeddingEngine
-from onnxvec.modelstore import ModelNotFound, ModelStore
+from onnxvec.embedding.chunker import Chunk, chunk_text
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.models.store import ModelNotFound, ModelStore
+from onnxvec.storage import documents, store
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from onnxvec.export import export_to_onnx, fuse_encoder, require_export_tools
-from onnxvec.modelstore import ModelError, ModelManifest, ModelStore, describe_folder
-from onnxvec.precision import choose_precision
-from onnxvec.quantize import Int8, quantize_encoder
+from onnxvec.models.build.export import export_to_onnx, fuse_encoder, require_export_tools
+from onnxvec.models.build.precision import choose_precision
+from onnxvec.models.build.quantize import Int8, quantize_encoder
+from onnxvec.models.store import ModelError, ModelManifest, ModelStore, describe_folder
 
 Precision = Literal["int4", "int8", "fp32"]
 TOOLS = ("torch", "transformers", "onnx_ir", "gguf", "accelerate", "onnxruntime_genai")
@@ -93,8 +93,8 @@ def convert_encoder(
 ) -> ModelManifest:
     """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings, then
     optionally fused (ONNX Runtime's transformer optimizer) and given per-token int8 weights (see
-    onnxvec.quantize for "mixed" and "all"; "auto" measures which int8 scheme, if any, holds on this
-    CPU: onnxvec.precision)."""
+    onnxvec.models.build.quantize for "mixed" and "all"; "auto" measures which int8 scheme, if any, holds on this
+    CPU: onnxvec.models.build.precision)."""
     require_export_tools()
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
     if config is None or not (folder / "tokenizer.json").is_file():

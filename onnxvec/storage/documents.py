@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
-from onnxvec.load import SourceDocument
-from onnxvec.store import ChunkRow, Collection, vector_connection, write_chunks
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage.store import ChunkRow, Collection, vector_connection, write_chunks
 
 REGISTER_BATCH = 1000
 

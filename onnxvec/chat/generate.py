@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime_genai as og
 
-from onnxvec.modelstore import ModelError
+from onnxvec.models.store import ModelError
 
 GENAI_SEEDS = 2**31  # random_seed takes [0, 2**31); -1 would mean "random"
 
@@ -132,7 +132,7 @@ class GenerationState:
 
 
 class Generation(GenerationState):
-    """A completion generated here, by genai (in a chat model's process: onnxvec/chat_process.py)."""
+    """A completion generated here, by genai (in a chat model's process: onnxvec/chat/process.py)."""
 
     engine: ChatEngine
 

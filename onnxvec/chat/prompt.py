@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from onnxvec.store import Hit
+from onnxvec.storage.store import Hit
 
 INSTRUCTIONS = (
     "Answer the question using the numbered sources below. Cite the sources you use as [1], [2], ... "

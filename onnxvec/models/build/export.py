@@ -18,7 +18,7 @@ OUTPUT = "last_hidden_state"
 
 def require_export_tools() -> None:
     """Fail before any download when the `build` extra is not installed."""
-    from onnxvec.modelstore import ModelError  # imported here: modelstore imports this module
+    from onnxvec.models.store import ModelError  # imported here: modelstore imports this module
 
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
     if missing:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxvec.batch import plan_batches
-from onnxvec.embed import EmbeddingEngine
+from onnxvec.embedding.batching import plan_batches
+from onnxvec.embedding.engine import EmbeddingEngine
 
 ALL_CLIENTS = 8  # the queue takes new work while under this many clients' full shares (one big request each)
 

@@ -22,9 +22,9 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 
-from onnxvec.catalog import CATALOG, OPENAI_ENCODING, WheelFile
-from onnxvec.cpu import Precision, cpu_signature
-from onnxvec.export import export_to_onnx, require_export_tools
+from onnxvec.infra.cpu import Precision, cpu_signature
+from onnxvec.models.build.export import export_to_onnx, require_export_tools
+from onnxvec.models.catalog import CATALOG, OPENAI_ENCODING, WheelFile
 from onnxvec.values import unstorable
 
 MANIFEST = "manifest.json"
@@ -183,7 +183,7 @@ class ModelStore:
 
     @property
     def openai_encoding_dir(self) -> Path:
-        """tiktoken's cache folder holding cl100k_base (onnxvec/openai_tokens.py), shared by all models."""
+        """tiktoken's cache folder holding cl100k_base (onnxvec/embedding/openai_tokens.py), shared by all models."""
         return self.root / ".tiktoken"
 
     def fetch_openai_encoding(self) -> None:
@@ -224,8 +224,8 @@ class ModelStore:
             )
         if not force and (self.path(name) / MANIFEST).is_file():
             return self.get(name)
-        from onnxvec.build import build_genai, require_build_tools  # these import this module
-        from onnxvec.precision import choose_precision
+        from onnxvec.models.build.convert import build_genai, require_build_tools  # these import this module
+        from onnxvec.models.build.precision import choose_precision
 
         with self.staging(name) as stage:
             if entry.export_onnx:

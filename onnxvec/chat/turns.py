@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from onnxvec.microbatch import ALL_CLIENTS, Overloaded
+from onnxvec.embedding.microbatch import ALL_CLIENTS, Overloaded
 
 
 class FairTurns:

@@ -1,0 +1,1 @@
+"""Text to normalized vectors: tokenizer, chunker, batching, the ONNX engine and the API's micro-batches."""

@@ -1,0 +1,1 @@
+"""Registering documents and the worker's pipeline that chunks, embeds and stores them."""

@@ -1,0 +1,1 @@
+"""Models: the local store, the offline catalog, and building ONNX models from wheels."""

@@ -1,0 +1,1 @@
+"""Semantic search: the one path from a text query to ranked chunks."""

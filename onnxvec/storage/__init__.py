@@ -1,0 +1,1 @@
+"""Postgres tables: collections and chunks, documents' life cycle, API keys."""
