@@ -11,14 +11,15 @@ import sqlalchemy.exc
 from celery.signals import worker_process_init
 
 from onnxvec.config import get_settings
-from onnxvec.infra import broker, db, embedded
+from onnxvec.infra import broker, db
 from onnxvec.ingest import register
 from onnxvec.ingest.pipeline import Outcome, Pipeline
 
 log = logging.getLogger(__name__)
 settings = get_settings()
-endpoints = embedded.ensure_services(settings)
-app = broker.make_app(settings, endpoints.redis_url)
+if settings.database_url is None or settings.redis_url is None:  # set by `python -m worker`
+    raise RuntimeError("start workers with `onnxvec worker`, or set DATABASE_URL and REDIS_URL")
+app = broker.make_app(settings, settings.redis_url)
 TRANSIENT = (
     sqlalchemy.exc.OperationalError,
     sqlalchemy.exc.InterfaceError,
@@ -33,7 +34,7 @@ def pipeline() -> Pipeline:
     """This process's pipeline (one database pool, models loaded once); created after the fork."""
     global _pipeline
     if _pipeline is None:
-        _pipeline = Pipeline(settings, db.make_engine(endpoints.database_url))
+        _pipeline = Pipeline(settings, db.make_engine(settings.database_url))
     return _pipeline
 
 
@@ -59,7 +60,7 @@ def embed_documents(self, ids: list[int]) -> dict:
 @app.task(name=broker.RECONCILE_TASK)
 def reconcile() -> int:
     """Re-enqueue what Postgres says is unfinished but the queue may have lost."""
-    ids = pipeline().stale(queue_empty=broker.queue_depth(endpoints.redis_url) == 0)
+    ids = pipeline().stale(queue_empty=broker.queue_depth(settings.redis_url) == 0)
     if ids:
         log.info("reconciler re-enqueues %d documents", len(ids))
         register.dispatch(pipeline().db, app, ids, settings.task_documents)

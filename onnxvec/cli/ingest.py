@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from onnxvec.cli import _database, _fail, app
+from onnxvec.cli.common import app, become, database, fail
 from onnxvec.config import get_settings
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker, embedded
@@ -26,7 +25,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     for item in values or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise _fail(f"{what} must look like key=value, not {item!r}")
+            raise fail(f"{what} must look like key=value, not {item!r}")
         pairs[key] = value
     return pairs
 
@@ -56,7 +55,7 @@ def ingest_command(
         extra_metadata=_pairs(meta, "--meta"),
     )
     endpoints = embedded.ensure_services(settings)
-    engine = _database(settings)
+    engine = database(settings)
     stdin = sys.stdin.buffer.read() if "-" in paths else None
     report = register.ingest(
         settings,
@@ -148,33 +147,8 @@ def worker_command(
     loglevel: Annotated[str, typer.Option()] = "info",
 ) -> None:
     """A Celery worker on the Redis broker; processes × ONNX threads never exceed the cores."""
-    settings = get_settings()
-    processes = concurrency or settings.worker_concurrency or 1
-    cores = os.cpu_count() or 1
-    if "ONNXVEC_THREADS" not in os.environ:
-        os.environ["ONNXVEC_THREADS"] = str(max(1, cores // processes))
-        get_settings.cache_clear()
-    os.nice(settings.compute_niceness)  # bulk work yields the cores to the API's event loop
-    from worker.tasks import app as celery_app
-
-    schedule = settings.home / "worker" / "beat-schedule"
-    schedule.parent.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "worker",
-        "--concurrency",
-        str(processes),
-        "--pool",
-        "prefork",
-        "--loglevel",
-        loglevel,
-        "--queues",
-        broker.QUEUE,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    if beat:
-        argv += ["--beat", "--schedule", str(schedule)]
-    celery_app.worker_main(argv)
+    options = ["--concurrency", str(concurrency)] if concurrency else []
+    become("worker", [*options, "--beat" if beat else "--no-beat", "--loglevel", loglevel])
 
 
 @app.command("status")
@@ -186,7 +160,7 @@ def status_command(
     """Documents by state, chunks, queue depth, failures and recent throughput."""
     settings = get_settings()
     endpoints = embedded.ensure_services(settings)
-    with _database(settings).connect() as conn:
+    with database(settings).connect() as conn:
         col = store.get_collection(conn, collection) if collection else None
         counts = documents.counts(conn, col)
         claims = documents.claims(conn)
@@ -213,7 +187,7 @@ def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> N
     """Queue failed documents again."""
     settings = get_settings()
     endpoints = embedded.ensure_services(settings)
-    engine = _database(settings)
+    engine = database(settings)
     with engine.begin() as conn:
         ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
     register.dispatch(engine, broker.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
@@ -230,7 +204,7 @@ def search_command(
 ) -> None:
     """Ranked chunks for a query, scored with the collection's metric."""
     settings = get_settings()
-    with _database(settings).begin() as conn:
+    with database(settings).begin() as conn:
         col = store.get_collection(conn, collection)
         embedder = EmbeddingEngine.load(col.model, settings)
         vector = embedder.embed([embedder.manifest.query_prefix + query]).vectors[0]

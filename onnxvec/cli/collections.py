@@ -1,0 +1,51 @@
+"""`onnxvec collections`: create, list, and the metadata a collection hides."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from onnxvec.cli.common import app, database
+from onnxvec.config import get_settings
+from onnxvec.ingest.register import new_collection
+from onnxvec.storage import store
+
+collections_app = typer.Typer(no_args_is_help=True, help="Vector collections.")
+app.add_typer(collections_app, name="collections")
+
+_HIDE_HELP = "comma-separated metadata paths (owner.email) search never returns nor filters on"
+
+
+@collections_app.command("create")
+def collections_create(
+    name: str,
+    metric: Annotated[str, typer.Option(help="cosine|l2|ip")] = "cosine",
+    model: Annotated[str | None, typer.Option(help="embedding model (default: settings)")] = None,
+    hide_metadata: Annotated[str, typer.Option(help=_HIDE_HELP)] = "",
+) -> None:
+    settings = get_settings()
+    with database(settings).begin() as conn:
+        col = new_collection(conn, settings, name, model, metric)
+        if hide_metadata:
+            col = store.hide_metadata(conn, name, hide_metadata.split(","))
+    typer.echo(f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, index {col.index_name}")
+
+
+@collections_app.command("hide")
+def collections_hide(
+    name: str,
+    paths: Annotated[str, typer.Argument(help=_HIDE_HELP + "; empty shows everything again")],
+) -> None:
+    """Set the metadata paths a collection hides: search results leave them out and filters refuse them."""
+    with database(get_settings()).begin() as conn:
+        col = store.hide_metadata(conn, name, paths.split(","))
+    typer.echo(f"{col.name} hides {', '.join(col.hidden_metadata) or 'no metadata'}")
+
+
+@collections_app.command("list")
+def collections_list() -> None:
+    with database(get_settings()).connect() as conn:
+        for col in store.list_collections(conn):
+            hidden = f"  hides {','.join(col.hidden_metadata)}" if col.hidden_metadata else ""
+            typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric}{hidden}")
