@@ -31,8 +31,8 @@ from api.schemas import Health, NotReady, Ready, error_responses
 from onnxvec.chat.service import ChatService
 from onnxvec.config import Settings, get_settings
 from onnxvec.embedding.service import EmbeddingService
+from onnxvec.errors import ModelError
 from onnxvec.infra import db, embedded
-from onnxvec.models.store import ModelError
 from onnxvec.storage.keys import KeyRing
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from api.errors import error_response
+from onnxvec.errors import CollectionNotFound
 from onnxvec.storage.keys import EVERYTHING, KeyRing, digest
-from onnxvec.storage.store import CollectionNotFound
 
 OPEN = {"/health"}  # liveness only: the document (/openapi.json, /docs, /redoc) needs a key like the rest
 # what a read-only key may call: reading methods, and the POST routes that only compute or search;

@@ -22,8 +22,7 @@ from api.routes import JSON
 from onnxvec.chat.generate import Sampling
 from onnxvec.chat.process import RemoteGeneration
 from onnxvec.chat.service import ChatRequest, ChatService, Prepared
-from onnxvec.embedding.microbatch import Overloaded
-from onnxvec.embedding.service import InvalidRequest
+from onnxvec.errors import InvalidRequest, Overloaded
 from onnxvec.storage.store import metadata_filter
 
 log = logging.getLogger(__name__)

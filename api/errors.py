@@ -18,10 +18,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.disconnect import GONE, ClientGone
-from onnxvec.embedding.microbatch import Overloaded
-from onnxvec.embedding.service import InvalidRequest
-from onnxvec.models.store import ModelError, ModelNotFound
-from onnxvec.storage.store import CollectionNotFound, FilterError, StoreError
+from onnxvec.errors import OnnxvecError
 
 log = logging.getLogger(__name__)
 
@@ -96,35 +93,15 @@ def install(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return error_response(exc.status, exc.message, exc.param, exc.code, exc.headers)
 
-    @app.exception_handler(InvalidRequest)
-    async def _bad_request(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return error_response(400, str(exc), exc.param, "invalid_value")
-
-    @app.exception_handler(StoreError)
-    async def _store(_: Request, exc: StoreError) -> JSONResponse:
-        if isinstance(exc, CollectionNotFound):
-            return error_response(404, str(exc), "collection", "collection_not_found")
-        if isinstance(exc, FilterError):
-            return error_response(400, str(exc), "filter", "invalid_value")
-        return error_response(400, str(exc), None, "invalid_value")
-
-    @app.exception_handler(ModelNotFound)
-    async def _no_model(_: Request, exc: ModelNotFound) -> JSONResponse:
-        return error_response(404, str(exc), "model", "model_not_found")
-
-    @app.exception_handler(ModelError)
-    async def _model_broken(request: Request, exc: ModelError) -> JSONResponse:
-        log.error("%s %s: model unusable: %s", request.method, request.url.path, exc)
-        return error_response(503, f"The model cannot be used: {exc}", "model", "model_unavailable")
+    @app.exception_handler(OnnxvecError)
+    async def _onnxvec(request: Request, exc: OnnxvecError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        return error_response(exc.status, exc.public_message(), exc.param, exc.code, exc.headers)
 
     @app.exception_handler(ClientGone)
     async def _gone(_: Request, exc: ClientGone) -> Response:
         return Response(status_code=GONE)
-
-    @app.exception_handler(Overloaded)
-    async def _overloaded(_: Request, exc: Overloaded) -> JSONResponse:
-        message = f"The model is busy ({exc}); retry shortly."
-        return error_response(429, message, None, "too_many_requests", {"Retry-After": "1"})
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(RedisConnectionError)

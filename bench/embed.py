@@ -25,7 +25,9 @@ import onnxruntime as ort
 from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.engine import EmbeddingEngine, pad_batch, providers, session_options
-from onnxvec.models.store import ModelError, ModelNotFound, ModelStore
+from onnxvec.errors import ModelError, ModelNotFound
+from onnxvec.models.pull import pull
+from onnxvec.models.store import ModelStore
 
 VARIANTS = {"fp32": "all-MiniLM-L6-v2-fp32", "int8": "all-MiniLM-L6-v2-int8", "default": "all-MiniLM-L6-v2"}
 SHAPES = [(16, 64), (32, 64), (64, 32), (128, 16), (256, 16)]  # (seq_len, batch)
@@ -173,7 +175,7 @@ def _ensure(store: ModelStore, name: str) -> None:
         store.get(name)
     except ModelNotFound:
         print(f"pulling {name} ...", file=sys.stderr, flush=True)
-        store.pull(name)
+        pull(store, name)
 
 
 def prepare_slices(

@@ -30,6 +30,7 @@ from onnxvec.embedding.chunker import chunk_text
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker, db, embedded
 from onnxvec.ingest import register
+from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import documents, store
@@ -143,7 +144,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=5, help="index timing: vectors × copies")
     args = parser.parse_args()
     settings = Settings()
-    ModelStore(settings.models_dir).pull(settings.embedding_model)
+    pull(ModelStore(settings.models_dir), settings.embedding_model)
     engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
     name = f"bench_{int(time.time())}"

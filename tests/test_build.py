@@ -16,8 +16,9 @@ import pytest
 from onnxvec.chat.generate import ChatEngine, Sampling
 from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
+from onnxvec.errors import ModelError
 from onnxvec.models.build.convert import build_chat_model, convert_encoder
-from onnxvec.models.store import ModelError, ModelStore
+from onnxvec.models.store import ModelStore
 
 SENTENCES = ["The cat sits on the mat.", "Embeddings map text to vectors.", "A longer sentence " * 8]
 

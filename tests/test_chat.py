@@ -14,7 +14,9 @@ import openai
 import pytest
 
 from onnxvec.chat.generate import StopMatcher
-from onnxvec.chat.prompt import PromptTooLong, fit
+from onnxvec.chat.prompt import fit
+from onnxvec.errors import PromptTooLong
+from onnxvec.models.pull import pull_local
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import documents, store
 
@@ -233,7 +235,7 @@ def test_a_model_without_chat_template_is_a_clear_400(chat_api, model_store, tin
     shutil.copytree(model_store.path(tiny_chat), folder)
     (folder / "manifest.json").unlink()
     (folder / "chat_template.jinja").unlink()
-    model_store.pull_local("tiny-no-template", folder)
+    pull_local(model_store, "tiny-no-template", folder)
     response = _chat(chat_api, model="tiny-no-template", max_tokens=2)
     assert response.status_code == 400 and "no chat template" in response.json()["error"]["message"]
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.errors import StoreError
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import documents, store
 
@@ -74,5 +75,5 @@ def test_top_k_of_a_trillion_is_taken(chat_api) -> None:
 
 def test_collection_names_postgres_cannot_hold_are_refused(engine: Engine, embedder: EmbeddingEngine) -> None:
     for name in ("a\x00b", "\ud800", "", "c" * 201):
-        with engine.begin() as conn, pytest.raises(store.StoreError, match="collection name"):
+        with engine.begin() as conn, pytest.raises(StoreError, match="collection name"):
             store.create_collection(conn, name, embedder.manifest.name, embedder.dims)

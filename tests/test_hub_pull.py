@@ -17,7 +17,10 @@ from huggingface_hub import constants
 
 from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
-from onnxvec.models.store import ModelError, ModelStore, sha256_file
+from onnxvec.errors import ModelError
+from onnxvec.models.manifest import sha256_file
+from onnxvec.models.pull import pull_hub
+from onnxvec.models.store import ModelStore
 
 REPO = "acme/minilm-onnx"
 COMMIT = "1f3c5e7a9b2d4f6a8c0e1f3a5b7d9e2c4a6b8d0f"
@@ -177,7 +180,7 @@ def test_pull_hub_with_include_patterns(
     hub: FakeHub, tmp_path: Path, settings: Settings, embedder: EmbeddingEngine
 ) -> None:
     store = ModelStore(tmp_path / "models")
-    manifest = store.pull_hub("hub-minilm", REPO, revision="main", include=INCLUDE)
+    manifest = pull_hub(store, "hub-minilm", REPO, revision="main", include=INCLUDE)
     assert manifest.kind == "embedding" and manifest.onnx_file == "onnx/model.onnx"
     assert manifest.tokenizer_file == "tokenizer.json"
     assert manifest.dims == 384 and manifest.max_seq_length == 256 and manifest.pooling == "mean"
@@ -205,7 +208,7 @@ def test_pull_hub_with_include_patterns(
 
 def test_hf_token_is_sent(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    manifest = ModelStore(tmp_path / "models").pull_hub("hub-minilm", REPO, include=["*.json", "onnx/*"])
+    manifest = pull_hub(ModelStore(tmp_path / "models"), "hub-minilm", REPO, include=["*.json", "onnx/*"])
     assert manifest.source["revision"] is None and manifest.source["commit"] == COMMIT and set(manifest.files) == WANTED
     routes = {(method, "resolve" if "/resolve/" in path else path.split("/")[5]) for method, path, _ in hub.requests}
     assert routes == {("GET", "revision"), ("GET", "tree"), ("HEAD", "resolve"), ("GET", "resolve")}
@@ -215,7 +218,7 @@ def test_hf_token_is_sent(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.Monk
 def test_unknown_repo_leaves_nothing_behind(hub: FakeHub, tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     with pytest.raises(ModelError, match="no-such-repo"):
-        store.pull_hub("ghost", "acme/no-such-repo", include=INCLUDE)
+        pull_hub(store, "ghost", "acme/no-such-repo", include=INCLUDE)
     assert list(store.root.iterdir()) == []  # neither ghost/ nor a .pull-ghost-* staging folder
     assert [(m, p) for m, p, _ in hub.requests] == [("GET", "/api/models/acme/no-such-repo/revision/main")]
 
@@ -239,7 +242,7 @@ def test_pull_a_chat_model_from_the_hub(chat_hub: FakeHub, tmp_path: Path) -> No
     from onnxvec.chat.generate import ChatEngine, Sampling
 
     store = ModelStore(tmp_path / "models")
-    manifest = store.pull_hub("hub-chat", REPO, include=[f"{PHI_LIKE}/*"])
+    manifest = pull_hub(store, "hub-chat", REPO, include=[f"{PHI_LIKE}/*"])
     assert manifest.kind == "chat" and manifest.context_length == 1024
     assert "genai_config.json" in manifest.files and not any("/" in name for name in manifest.files)
     engine = ChatEngine(store.path("hub-chat"), "hub-chat")
@@ -247,4 +250,4 @@ def test_pull_a_chat_model_from_the_hub(chat_hub: FakeHub, tmp_path: Path) -> No
     generation = engine.generate(prompt, Sampling(max_tokens=3, min_tokens=3), threading.Event())
     assert "".join(generation) and generation.completion_tokens == 3
     with pytest.raises(ModelError, match="narrow it"):
-        store.pull_hub("hub-both", REPO, include=[f"{PHI_LIKE}/*", "cuda/*"])
+        pull_hub(store, "hub-both", REPO, include=[f"{PHI_LIKE}/*", "cuda/*"])

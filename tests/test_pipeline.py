@@ -13,6 +13,7 @@ from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker
 from onnxvec.ingest import register
 from onnxvec.ingest.pipeline import Pipeline
+from onnxvec.models.pull import pull_local
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import documents, store
@@ -209,8 +210,12 @@ def test_a_failed_send_leaves_documents_to_the_next_reconcile(settings: Settings
 def test_passages_get_the_models_passage_prefix(settings: Settings, engine: Engine, model_store: ModelStore) -> None:
     """e5/bge-style models: stored chunks are embedded as "passage: ..." (queries get "query: ..."), and
     the prefix takes its room from the chunk, so no chunk loses its end to truncation."""
-    model_store.pull_local(
-        "prefixed", model_store.path("all-MiniLM-L6-v2"), query_prefix="query: ", passage_prefix="passage: "
+    pull_local(
+        model_store,
+        "prefixed",
+        model_store.path("all-MiniLM-L6-v2"),
+        query_prefix="query: ",
+        passage_prefix="passage: ",
     )
     prefixed = EmbeddingEngine(model_store.get("prefixed"), model_store, settings)
     with engine.begin() as conn:

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from onnxvec.config import Settings
+from onnxvec.errors import ServiceError
 from onnxvec.infra import embedded
 
 
@@ -78,7 +79,7 @@ def test_a_stale_pid_file_naming_another_process_is_not_a_server(settings: Setti
 
 def test_a_home_too_long_for_a_socket_is_a_clear_error(tmp_path: Path) -> None:
     deep = Settings(home=tmp_path / ("x" * 90))
-    with pytest.raises(embedded.ServiceError, match="too long for a unix socket"):
+    with pytest.raises(ServiceError, match="too long for a unix socket"):
         embedded.start_redis(deep)
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.errors import CollectionNotFound, StoreError
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import documents, store
 
@@ -102,13 +103,13 @@ def test_filters_apply_during_the_scan(engine: Engine, embedder: EmbeddingEngine
 def test_wrong_dimension_and_duplicates_are_refused(engine: Engine) -> None:
     with engine.begin() as conn:
         col = store.create_collection(conn, "dims4", "m", 4, "l2")
-        with pytest.raises(store.StoreError, match="already exists"):
+        with pytest.raises(StoreError, match="already exists"):
             store.create_collection(conn, "dims4", "m", 4, "l2")
-        with pytest.raises(store.StoreError, match="4-d"):
+        with pytest.raises(StoreError, match="4-d"):
             store.search(conn, col, np.zeros(3), k=1)
-        with pytest.raises(store.StoreError, match="metric"):
+        with pytest.raises(StoreError, match="metric"):
             store.create_collection(conn, "bad", "m", 4, "hamming")  # type: ignore[arg-type]
-    with engine.begin() as conn, pytest.raises(store.CollectionNotFound):
+    with engine.begin() as conn, pytest.raises(CollectionNotFound):
         store.get_collection(conn, "nope")
 
 

@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from onnxvec.chat.turns import FairTurns
-from onnxvec.embedding.microbatch import ALL_CLIENTS, Overloaded
+from onnxvec.embedding.microbatch import ALL_CLIENTS
+from onnxvec.errors import Overloaded
 
 
 async def _queue(turns: FairTurns, order: list[str], owner: str, label: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import onnxruntime_genai as og
 
-from onnxvec.models.store import ModelError
+from onnxvec.errors import GenerationError, ModelError
 
 GENAI_SEEDS = 2**31  # random_seed takes [0, 2**31); -1 would mean "random"
 
@@ -205,10 +205,6 @@ class Generation(GenerationState):
     def _entry(self, token: int, logprobs: np.ndarray) -> dict[str, Any]:
         text = self.engine.tokenizer.decode([token])
         return {"token": text, "logprob": float(logprobs[token]), "bytes": list(text.encode())}
-
-
-class GenerationError(ValueError):
-    """The request cannot be generated as asked (e.g. a JSON schema the constraint engine rejects)."""
 
 
 def _tokenizer_config(folder: Path) -> dict:

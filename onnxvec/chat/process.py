@@ -25,9 +25,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from onnxvec.chat.generate import ChatEngine, GenerationError, GenerationState, Sampling
+from onnxvec.chat.generate import ChatEngine, GenerationState, Sampling
 from onnxvec.chat.prompt import Message
-from onnxvec.models.store import ModelError
+from onnxvec.errors import GenerationError, ModelError
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from onnxvec.errors import PromptTooLong
 from onnxvec.storage.store import Hit
 
 INSTRUCTIONS = (
@@ -18,10 +19,6 @@ INSTRUCTIONS = (
 )
 
 Message = dict[str, str]
-
-
-class PromptTooLong(ValueError):
-    """Even the system message and the last message alone do not fit the model's context."""
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,15 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
-from onnxvec.chat.generate import GenerationError, Sampling
+from onnxvec.chat.generate import Sampling
 from onnxvec.chat.process import RemoteChatEngine, RemoteGeneration
-from onnxvec.chat.prompt import Message, Prompt, PromptTooLong, fit
+from onnxvec.chat.prompt import Message, Prompt, fit
 from onnxvec.chat.turns import FairTurns
 from onnxvec.config import Settings
-from onnxvec.embedding.service import EmbeddingService, InvalidRequest
-from onnxvec.models.store import ModelManifest, ModelStore
+from onnxvec.embedding.service import EmbeddingService
+from onnxvec.errors import GenerationError, InvalidRequest
+from onnxvec.models.manifest import ModelManifest
+from onnxvec.models.store import ModelStore
 from onnxvec.retrieval.search import find_collection, search_text
 from onnxvec.storage import store
 from onnxvec.values import invalid_unicode
@@ -147,10 +149,7 @@ class ChatService:
             prompt = fit(request.messages, hits, engine.count, context - reserve)
             return Prepared(engine, prompt, engine.prompt_ids(prompt.messages), retrieval_ms, request.owner)
 
-        try:
-            return await self._call(build)
-        except PromptTooLong as exc:
-            raise InvalidRequest(str(exc), "messages") from exc
+        return await self._call(build)  # PromptTooLong: a 400 naming `messages`
 
     async def prepare_text(self, model_name: str | None, prompt: str, sampling: Sampling, owner: str = "") -> Prepared:
         """A plain-text prompt (OpenAI's legacy /v1/completions): no template, no retrieval."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from onnxvec.embedding.microbatch import ALL_CLIENTS, Overloaded
+from onnxvec.embedding.microbatch import ALL_CLIENTS
+from onnxvec.errors import Overloaded
 
 
 class FairTurns:

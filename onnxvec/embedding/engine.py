@@ -16,7 +16,9 @@ import onnxruntime as ort
 from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.tokenizer import Encoded, TextTokenizer
-from onnxvec.models.store import ModelError, ModelManifest, ModelStore, embedding_manifest
+from onnxvec.errors import ConfigurationError, ModelError
+from onnxvec.models.manifest import ModelManifest, embedding_manifest
+from onnxvec.models.store import ModelStore
 
 log = logging.getLogger(__name__)
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
@@ -74,7 +76,7 @@ def providers(choice: str) -> list[str]:
     """CUDA when asked for or (auto) when this onnxruntime build has it; CPU always as the fallback."""
     has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
     if choice == "cuda" and not has_cuda:
-        raise ModelError("ONNXVEC_PROVIDER=cuda but this onnxruntime has no CUDAExecutionProvider")
+        raise ConfigurationError("ONNXVEC_PROVIDER=cuda but this onnxruntime has no CUDAExecutionProvider")
     return (["CUDAExecutionProvider"] if has_cuda and choice != "cpu" else []) + ["CPUExecutionProvider"]
 
 

@@ -24,12 +24,9 @@ import numpy as np
 
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.errors import Overloaded
 
 ALL_CLIENTS = 8  # the queue takes new work while under this many clients' full shares (one big request each)
-
-
-class Overloaded(Exception):
-    """The caller has as many inputs queued as it may; it should retry later."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from onnxvec.models.store import ModelError
+from onnxvec.errors import ModelError
 
 if TYPE_CHECKING:
     import tiktoken

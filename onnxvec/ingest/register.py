@@ -15,8 +15,11 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from onnxvec.config import Settings
+from onnxvec.errors import CollectionNotFound, StoreError
 from onnxvec.infra import broker
-from onnxvec.models.store import ModelStore, embedding_manifest
+from onnxvec.models.manifest import embedding_manifest
+from onnxvec.models.pull import pull
+from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import LoadOptions, SourceDocument, expand, load_file, load_stdin
 from onnxvec.storage import documents, store
 
@@ -38,9 +41,9 @@ class IngestReport:
 
 def new_collection(conn, settings: Settings, name: str, model: str | None, metric: str | None) -> store.Collection:
     """Create a collection for an embedding model (pulled if need be) and a metric the model suits."""
-    manifest = embedding_manifest(ModelStore(settings.models_dir).pull(model or settings.embedding_model))
+    manifest = embedding_manifest(pull(ModelStore(settings.models_dir), model or settings.embedding_model))
     if (metric or "cosine") not in manifest.distance_metrics:
-        raise store.StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
+        raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
     return store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric or "cosine")
 
 
@@ -48,10 +51,10 @@ def ensure_collection(conn, settings: Settings, name: str, model: str | None, me
     """The named collection, created with the given (or default) model and metric if it is new."""
     try:
         collection = store.get_collection(conn, name)
-    except store.CollectionNotFound:
+    except CollectionNotFound:
         return new_collection(conn, settings, name, model, metric)
     if (model and model != collection.model) or (metric and metric != collection.metric):
-        raise store.StoreError(
+        raise StoreError(
             f"collection {name!r} uses {collection.model} with {collection.metric}; "
             f"asked for {model or collection.model} with {metric or collection.metric}"
         )

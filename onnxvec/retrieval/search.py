@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from onnxvec.embedding.service import EmbeddingService, InvalidRequest
+from onnxvec.embedding.service import EmbeddingService
+from onnxvec.errors import InvalidRequest
 from onnxvec.storage import store
 from onnxvec.values import invalid_unicode
 

@@ -19,6 +19,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 from sqlalchemy import Connection, text
 
+from onnxvec.errors import CollectionNotFound, FilterError, StoreError
 from onnxvec.values import unstorable, without_paths
 
 Metric = Literal["cosine", "l2", "ip"]
@@ -30,18 +31,6 @@ MAX_NAME = 200  # characters of a collection name (a unique btree key must stay 
 # ms, while HNSW on small, near-duplicate collections missed the true top-1 at ef_search 100
 # (tests/test_worker.py: 400 chunks from six 8-word vocabularies; ef_search 200 found it)
 EXACT_SEARCH_MAX_CHUNKS = 5000
-
-
-class StoreError(Exception):
-    """A store request that cannot be served as asked (unknown collection, wrong dimension, ...)."""
-
-
-class CollectionNotFound(StoreError):
-    pass
-
-
-class FilterError(StoreError):
-    """A metadata filter that cannot mean what it says (the HTTP layer names the `filter` parameter)."""
 
 
 @dataclass(frozen=True)

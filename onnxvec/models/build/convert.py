@@ -18,10 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from onnxvec.errors import ModelError
 from onnxvec.models.build.export import export_to_onnx, fuse_encoder, require_export_tools
 from onnxvec.models.build.precision import choose_precision
 from onnxvec.models.build.quantize import Int8, quantize_encoder
-from onnxvec.models.store import ModelError, ModelManifest, ModelStore, describe_folder
+from onnxvec.models.manifest import ModelManifest, describe_folder
+from onnxvec.models.store import ModelStore
 
 Precision = Literal["int4", "int8", "fp32"]
 TOOLS = ("torch", "transformers", "onnx_ir", "gguf", "accelerate", "onnxruntime_genai")

@@ -12,14 +12,14 @@ import importlib.util
 import warnings
 from pathlib import Path
 
+from onnxvec.errors import ModelError
+
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 OUTPUT = "last_hidden_state"
 
 
 def require_export_tools() -> None:
     """Fail before any download when the `build` extra is not installed."""
-    from onnxvec.models.store import ModelError  # imported here: modelstore imports this module
-
     missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
     if missing:
         raise ModelError(f"exporting to ONNX needs {' and '.join(missing)}; run `pip install -e '.[build]'`")
