@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export ONNXVEC_HOME ?= $(CURDIR)/.onnxvec
 
-.PHONY: up test install model lint bench clean compose-plugin
+.PHONY: up test test-fast install model lint bench clean compose-plugin
 
 $(BIN)/onnxvec: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ up: model
 
 test: install compose-plugin
 	$(BIN)/pytest
+
+# the unit tests: pure logic, no services or models, seconds (`pytest -m "not slow"` skips only the slow ones)
+test-fast: install compose-plugin
+	$(BIN)/pytest tests/unit -q
 
 # `make test` runs `docker compose config` wherever the docker client is. Where its compose plugin is
 # missing, apt-get downloads Debian's build of the plugin (trixie's; bookworm only has compose v1) from

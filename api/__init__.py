@@ -1,1 +1,1 @@
-"""HTTP layer: FastAPI app and routers over the onnxvec core library (issue 4)."""
+"""HTTP layer: the FastAPI app and its routers over the onnxvec core library."""

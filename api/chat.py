@@ -23,7 +23,7 @@ from onnxvec.chat.generate import Sampling
 from onnxvec.chat.process import RemoteGeneration
 from onnxvec.chat.service import ChatRequest, ChatService, Prepared
 from onnxvec.errors import InvalidRequest, Overloaded
-from onnxvec.storage.store import metadata_filter
+from onnxvec.storage.filters import metadata_filter
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1")

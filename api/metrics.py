@@ -67,7 +67,7 @@ class Metrics:
             "onnxvec_batch_inputs",
             "Inputs per ONNX forward",
             ["model"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            buckets=BATCH_BUCKETS,
             registry=r,
         )
         self.batch_seconds = Histogram(

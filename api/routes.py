@@ -33,7 +33,7 @@ from api.schemas import (
 from onnxvec.embedding.service import EmbeddingService, shorten, to_base64
 from onnxvec.models.manifest import ModelManifest
 from onnxvec.retrieval.search import search_text
-from onnxvec.storage import documents, store
+from onnxvec.storage import collections, documents
 
 router = APIRouter(prefix="/v1")
 
@@ -117,13 +117,13 @@ def _timestamp(created_at: str) -> int:
 
 @router.get("/models", response_class=JSON, response_model=ModelList)
 async def list_models(request: Request) -> JSON:
-    manifests = await asyncio.to_thread(_service(request).store.list)
+    manifests = await asyncio.to_thread(_service(request).models.store.list)
     return JSON({"object": "list", "data": [model_object(m) for m in manifests]})
 
 
 @router.get("/models/{model_id:path}", response_class=JSON, response_model=Model, responses=error_responses(404))
 async def retrieve_model(model_id: Annotated[str, Path(examples=["all-MiniLM-L6-v2"])], request: Request) -> JSON:
-    return JSON(model_object(await asyncio.to_thread(_service(request).store.get, model_id)))
+    return JSON(model_object(await asyncio.to_thread(_service(request).models.store.get, model_id)))
 
 
 @router.post(
@@ -139,7 +139,7 @@ async def search(body: SearchRequest, request: Request) -> JSON:
         body.query,
         body.k,
         filter=body.filter,
-        ef_search=body.ef_search or 100,
+        ef_search=body.ef_search or request.app.state.settings.ef_search,
     )
     data = [
         {
@@ -177,7 +177,7 @@ async def list_collections(request: Request) -> JSON:
 
 def _collections(db: Engine) -> list[dict[str, Any]]:
     with db.connect() as conn:
-        collections = store.list_collections(conn)
+        rows = collections.list_collections(conn)
         states: dict[str, dict[str, int]] = {}
         for name, state, count in documents.counts_by_collection(conn):
             states.setdefault(name, {})[state] = count
@@ -195,5 +195,5 @@ def _collections(db: Engine) -> list[dict[str, Any]]:
             "documents": states.get(c.name, {}),
             "chunks": chunks.get(c.name, 0),
         }
-        for c in collections
+        for c in rows
     ]

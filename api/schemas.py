@@ -12,7 +12,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, Stri
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from onnxvec.models.manifest import Pooling
-from onnxvec.storage.store import MAX_K, Metric
+from onnxvec.storage.chunks import MAX_K
+from onnxvec.storage.collections import Metric
 
 
 def _integral(value: Any) -> Any:
@@ -33,7 +34,7 @@ Positive = int_range(1)
 UpToMaxK = int_range(1, MAX_K)
 
 # Documented here, enforced where the errors name their parameter as OpenAI does: onnxvec.embedding.service
-# (empty inputs, negative token ids: 400 with param "input") and onnxvec.storage.store (filters: 400).
+# (empty inputs, negative token ids: 400 with param "input") and onnxvec.storage.filters (filters: 400).
 _TEXT = {"type": "string", "minLength": 1}
 _IDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
 EmbeddingInput = Annotated[
@@ -104,7 +105,9 @@ class SearchRequest(BaseModel):
     k: UpToMaxK = 10
     filter: MetadataFilter | None = None
     include_text: bool = True
-    ef_search: UpToMaxK | None = Field(default=None, description="HNSW candidate list (default 100)")
+    ef_search: UpToMaxK | None = Field(
+        default=None, description="HNSW candidate list (default: ONNXVEC_EF_SEARCH, 100)"
+    )
 
 
 # Responses

@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 from onnxvec.config import Settings
-from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.infra import embedded
 
 WORDS = (
@@ -46,7 +46,7 @@ def sentences(count: int, seed: int = 11) -> list[str]:
 
 def engine_offline(settings: Settings, texts: list[str], seconds: float) -> float:
     """Tokens per second of the engine embedding the sentences in its own batches, repeated for `seconds`."""
-    engine = EmbeddingEngine.load(settings.embedding_model, settings)
+    engine = EngineRegistry(settings).engine(settings.embedding_model)
     engine.embed(texts[:256])  # warm up
     tokens, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

@@ -24,14 +24,14 @@ import httpx
 import onnxruntime_genai as og
 
 from onnxvec.config import Settings
-from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.errors import CollectionNotFound
 from onnxvec.infra import db, embedded
 from onnxvec.models.catalog import CATALOG
 from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 FACTS = [
@@ -65,36 +65,36 @@ def api_decode(url: str, model: str, tokens: int, **extra: object) -> tuple[floa
     body |= {"stream": True, "stream_options": {"include_usage": True}, **extra}
     started = time.perf_counter()
     first = last = None
-    chunks = []
+    received = []
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=300) as response:
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            chunks.append(chunk)
+            received.append(chunk)
             if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
                 last = time.perf_counter()
                 first = first or last
-    usage = chunks[-1]["usage"]
-    final = chunks[-2]
+    usage = received[-1]["usage"]
+    final = received[-2]
     return (usage["completion_tokens"] - 1) / (last - first), (first - started) * 1000, final
 
 
 def fill_collection(settings: Settings, name: str) -> None:
     engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
-    embedder = EmbeddingEngine.load(settings.embedding_model, settings)
+    embedder = EngineRegistry(settings).engine(settings.embedding_model)
     with engine.begin() as conn:
         try:
-            store.get_collection(conn, name)
+            collections.get_collection(conn, name)
             return
         except CollectionNotFound:
-            col = store.create_collection(conn, name, embedder.manifest.name, embedder.dims, "cosine")
+            col = collections.create_collection(conn, name, embedder.manifest.name, embedder.dims, "cosine")
         sources = [SourceDocument(f"fact-{i}", f"bench://fact-{i}", text, {}) for i, text in enumerate(FACTS)]
         ids = documents.register(conn, col, sources).queued
         for doc_id, text, vector in zip(ids, FACTS, embedder.embed(FACTS).vectors, strict=True):
-            row = store.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 20, vector)
-            store.write_chunks(conn, col, doc_id, [row])
+            row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 20, vector)
+            chunks.write_chunks(conn, col, doc_id, [row])
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ import onnxruntime as ort
 from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.engine import EmbeddingEngine, pad_batch, providers, session_options
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.errors import ModelError, ModelNotFound
 from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
@@ -82,7 +83,7 @@ def flops_per_text(tokens: int) -> float:
     Per layer and token: Q, K, V and output projections 4·2·h² plus the FFN 2·2·h·i; attention
     scores (QKᵀ) and the weighted sum (AV) add 2·L·h each, i.e. 4·L·h per token with L = tokens.
     LayerNorm, softmax, GELU and embedding lookups are a few hundred FLOPs per token and left out.
-    At L = 32: 6 · (2·(4·384² + 2·384·1536) + 4·32·384) ≈ 21.5 MFLOP per token (design.md).
+    At L = 32: 6 · (2·(4·384² + 2·384·1536) + 4·32·384) ≈ 21.5 MFLOP per token.
     """
     dense = 2 * (4 * HIDDEN * HIDDEN + 2 * HIDDEN * INTERMEDIATE)
     return LAYERS * tokens * (dense + 4 * tokens * HIDDEN)
@@ -218,7 +219,7 @@ def main() -> None:
 
     store = ModelStore(settings.models_dir)
     _ensure(store, args.model)
-    engine = EmbeddingEngine.load(args.model, settings)
+    engine = EngineRegistry(settings).engine(args.model)
     session = bare_session(store, args.model, settings)
 
     texts = make_corpus(engine, args.texts)

@@ -27,13 +27,13 @@ from sqlalchemy import Engine, text
 
 from onnxvec.config import Settings
 from onnxvec.embedding.chunker import chunk_text
-from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.infra import broker, db, embedded
 from onnxvec.ingest import register
 from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 TOPICS = [
     "database index query replica backup schema shard commit rollback transaction vacuum planner",
@@ -83,7 +83,7 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait()
     with engine.connect() as conn:
-        col = store.get_collection(conn, name)
+        col = collections.get_collection(conn, name)
         assert documents.counts(conn, col)["documents"]["done"] == len(report.queued)
         tokens = conn.execute(
             text("SELECT sum(token_count) FROM chunks WHERE collection_id = :c"), {"c": col.id}
@@ -91,15 +91,15 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
     return seconds, len(report.queued), int(tokens)
 
 
-def engine_run(settings: Settings, corpus: Path, col: store.Collection) -> tuple[float, int]:
-    """The engine alone (already loaded, warm) on the same chunks the worker embedded."""
-    embedder = EmbeddingEngine.load(col.model, settings)
-    chunks = [
+def engine_run(settings: Settings, corpus: Path, col: collections.Collection) -> tuple[float, int]:
+    """The engine alone (already loaded, warm) on the same pieces the worker embedded."""
+    embedder = EngineRegistry(settings).engine(col.model)
+    pieces = [
         c
         for path in sorted(corpus.iterdir())
         for c in chunk_text(path.read_text(), embedder.tokenizer, col.chunk_tokens, col.chunk_overlap)
     ]
-    ids = [embedder.tokenizer.with_special_tokens(c.token_ids) for c in chunks]
+    ids = [embedder.tokenizer.with_special_tokens(c.token_ids) for c in pieces]
     embedder.embed_ids(ids[:64])
     best = float("inf")
     for _ in range(2):  # best of two: the machine is shared and noisy
@@ -109,7 +109,7 @@ def engine_run(settings: Settings, corpus: Path, col: store.Collection) -> tuple
     return best, sum(map(len, ids))
 
 
-def index_timing(engine: Engine, source: store.Collection, copies: int) -> dict[str, float]:
+def index_timing(engine: Engine, source: collections.Collection, copies: int) -> dict[str, float]:
     """Load `copies` × the collection's vectors (jittered) with the index live vs. built afterwards."""
     with engine.connect() as conn:
         rows = (
@@ -123,16 +123,16 @@ def index_timing(engine: Engine, source: store.Collection, copies: int) -> dict[
     timings = {}
     for mode in ("index_live", "index_after"):
         with engine.begin() as conn:
-            col = store.create_collection(conn, f"{source.name}_{mode}", source.model, source.dims, source.metric)
+            col = collections.create_collection(conn, f"{source.name}_{mode}", source.model, source.dims, source.metric)
             (doc,) = documents.register(conn, col, [SourceDocument(mode, mode, mode, {})]).queued
         started = time.perf_counter()
         with engine.begin() as conn:
             if mode == "index_after":
-                store.drop_index(conn, col)
-            rows_ = (store.ChunkRow(i, "", "", 0, v) for i, v in enumerate(vectors))
-            store.write_chunks(conn, col, doc, rows_)
+                collections.drop_index(conn, col)
+            rows_ = (chunks.ChunkRow(i, "", "", 0, v) for i, v in enumerate(vectors))
+            chunks.write_chunks(conn, col, doc, rows_)
             if mode == "index_after":
-                store.create_index(conn, col)
+                collections.create_index(conn, col)
         timings[f"{mode}_s"] = round(time.perf_counter() - started, 2)
     timings["vectors"] = len(vectors)
     return timings
@@ -154,7 +154,7 @@ def main() -> None:
         write_corpus(corpus, args.docs)
         seconds, docs, tokens = pipeline_run(settings, engine, corpus, name, Path(tmp) / "worker.log")
         with engine.connect() as conn:
-            col = store.get_collection(conn, name)
+            col = collections.get_collection(conn, name)
         engine_s, engine_tokens = engine_run(settings, corpus, col)
     assert engine_tokens == tokens, (engine_tokens, tokens)
     print(f"pipeline: {docs} documents, {tokens} tokens in {seconds:.1f} s; engine alone {engine_s:.1f} s")
@@ -165,7 +165,7 @@ def main() -> None:
     )
     with engine.begin() as conn:
         for suffix in ("", "_index_live", "_index_after"):
-            store.drop_collection(conn, name + suffix)
+            collections.drop_collection(conn, name + suffix)
     print(
         json.dumps(
             {

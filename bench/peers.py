@@ -30,6 +30,7 @@ import onnxruntime as ort
 from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.engine import EmbeddingEngine, pad_batch, session_options
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.errors import ModelNotFound
 from onnxvec.models.build.convert import convert_encoder
 from onnxvec.models.catalog import CATALOG
@@ -132,7 +133,7 @@ def main() -> None:
         weights = hf_folder(Path(tmp))
         names = variants(store, weights)
         st = SentenceTransformer(str(weights), device="cpu")
-        engines = {key: EmbeddingEngine.load(name, settings) for key, name in names.items()}
+        engines = {key: EngineRegistry(settings).engine(name) for key, name in names.items()}
         table: dict[int, dict[str, float]] = {}
         agreement: dict[str, float] = {}
         drift: dict[str, float] = {}  # largest change of a vector between alone and in a batch

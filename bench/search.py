@@ -3,7 +3,7 @@
 --chunks clustered unit vectors (384-d, like MiniLM's: 1,000 topics plus noise) are stored in one
 collection through the store's own write path, 1,000 chunks per document, documents tagged with one of
 ten buckets. Queries are fresh samples from the same topics. For each ef_search the script times
-`store.search` (SQL included, as the API calls it) and compares its top-10 with the exact top-10
+`chunks.search` (SQL included, as the API calls it) and compares its top-10 with the exact top-10
 computed in numpy; the filtered run asks for one bucket (10% of the chunks), which pgvector's iterative
 index scan serves inside the ANN scan.
 
@@ -23,7 +23,7 @@ from onnxvec.config import Settings
 from onnxvec.embedding.engine import l2_normalize
 from onnxvec.infra import db, embedded
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 DIMS, TOPICS, PER_DOC, BUCKETS = 384, 1000, 1000, 10
 
@@ -33,13 +33,13 @@ def clustered(rng: np.random.Generator, centers: np.ndarray, count: int) -> np.n
     return l2_normalize(centers[topics] + rng.normal(0, 0.06, (count, DIMS)).astype(np.float32))
 
 
-def load(engine: Engine, name: str, vectors: np.ndarray) -> tuple[store.Collection, dict[int, int], float]:
+def load(engine: Engine, name: str, vectors: np.ndarray) -> tuple[collections.Collection, dict[int, int], float]:
     """Store the vectors (index built after the load, as a bulk load should): the collection, each
     document id's position, and the seconds taken."""
     started = time.perf_counter()
     with engine.begin() as conn:
-        col = store.create_collection(conn, name, "synthetic-384", DIMS, "cosine")
-        store.drop_index(conn, col)
+        col = collections.create_collection(conn, name, "synthetic-384", DIMS, "cosine")
+        collections.drop_index(conn, col)
         sources = [
             SourceDocument(f"d{i}", f"bench://d{i}", f"doc {i}", {"bucket": i % BUCKETS})
             for i in range(len(vectors) // PER_DOC)
@@ -47,9 +47,9 @@ def load(engine: Engine, name: str, vectors: np.ndarray) -> tuple[store.Collecti
         ids = documents.register(conn, col, sources).queued
         for i, doc_id in enumerate(ids):
             part = vectors[i * PER_DOC : (i + 1) * PER_DOC]
-            rows = (store.ChunkRow(j, "", f"{i}-{j}", 1, v) for j, v in enumerate(part))
-            store.write_chunks(conn, col, doc_id, rows)
-        store.create_index(conn, col)
+            rows = (chunks.ChunkRow(j, "", f"{i}-{j}", 1, v) for j, v in enumerate(part))
+            chunks.write_chunks(conn, col, doc_id, rows)
+        collections.create_index(conn, col)
     with engine.begin() as conn:  # fresh statistics, as after any bulk load: else the planner may scan
         conn.exec_driver_sql("ANALYZE chunks")
         conn.exec_driver_sql("ANALYZE documents")
@@ -58,19 +58,19 @@ def load(engine: Engine, name: str, vectors: np.ndarray) -> tuple[store.Collecti
 
 def run(
     engine: Engine,
-    col: store.Collection,
+    col: collections.Collection,
     position: dict[int, int],
     queries: np.ndarray,
     truth: list[set[int]],
     ef: int,
     flt: dict | None,
 ) -> tuple[np.ndarray, float]:
-    """(latencies in ms, recall@10) of store.search over the queries, one transaction each as the API does."""
+    """(latencies in ms, recall@10) of chunks.search over the queries, one transaction each as the API does."""
     latencies, recalls = [], []
     for query, exact in zip(queries, truth, strict=True):
         started = time.perf_counter()
         with engine.begin() as conn:
-            hits = store.search(conn, col, query, 10, filter=flt, ef_search=ef)
+            hits = chunks.search(conn, col, query, 10, filter=flt, ef_search=ef)
         latencies.append((time.perf_counter() - started) * 1000)
         found = {position[h.document_id] * PER_DOC + h.ordinal for h in hits}
         recalls.append(len(found & exact) / 10)
@@ -94,8 +94,8 @@ def main() -> None:
     queries = clustered(rng, centers, args.queries)
     name = f"bench-search-{count}"
     with engine.begin() as conn:
-        if name in {c.name for c in store.list_collections(conn)}:
-            store.drop_collection(conn, name)
+        if name in {c.name for c in collections.list_collections(conn)}:
+            collections.drop_collection(conn, name)
     col, position, load_s = load(engine, name, vectors)
     print(f"loaded {count} vectors in {load_s:.1f} s (index built after the load)")
 
@@ -125,7 +125,7 @@ def main() -> None:
     good = [r for r in results if r["recall_at_10"] >= 0.95 and r["filtered_recall_at_10"] >= 0.95]
     chosen = min(good, key=lambda r: r["p50_ms"]) if good else results[-1]
     with engine.begin() as conn:
-        store.drop_collection(conn, name)
+        collections.drop_collection(conn, name)
     print(json.dumps(chosen | {"chunks": count, "load_s": round(load_s, 1), "queries": args.queries}))
 
 

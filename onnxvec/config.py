@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
@@ -27,6 +27,11 @@ def default_home() -> Path:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/var/lib/onnxvec")
     return Path(platformdirs.user_data_dir("onnxvec"))
+
+
+def default(field: str) -> Any:
+    """A setting's default, for signatures that fall back on it (the value is written only here)."""
+    return Settings.model_fields[field].default
 
 
 class Settings(BaseSettings):
@@ -59,6 +64,12 @@ class Settings(BaseSettings):
         default=600, gt=0, description="pending this long after enqueue while the queue holds messages: re-enqueue"
     )
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
+    # new collections and search
+    chunk_tokens: int = Field(default=256, ge=8, description="tokens per chunk of a new collection")
+    chunk_overlap: int = Field(default=32, ge=0, description="tokens consecutive chunks share")
+    hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW links per node of a new collection's index")
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000, description="HNSW build candidate list")
+    ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search candidate list (at least k)")
     # chat
     chat_model: str = "SmolLM2-135M-Instruct"
     chat_collection: str | None = Field(default=None, description="collection for RAG when a request names none")

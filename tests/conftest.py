@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +15,7 @@ from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import db, embedded
 from onnxvec.models.pull import pull, pull_local
 from onnxvec.models.store import ModelStore
+from tests.helpers import ApiServer, WorkerProcess
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -64,38 +58,6 @@ def embedder(settings: Settings, model_store: ModelStore) -> EmbeddingEngine:
     return EmbeddingEngine(model_store.get(DEFAULT_MODEL), model_store, settings)
 
 
-class WorkerProcess:
-    """A real `onnxvec worker` (Celery prefork pool + beat) in its own process group."""
-
-    def __init__(self, settings: Settings, log: Path, **env: str) -> None:
-        environ = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        environ |= {"ONNXVEC_HOME": str(settings.home), **WORKER_ENV, **env}
-        self.log = log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "onnxvec", "worker", "--loglevel", "info"],
-                env=environ,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while " ready." not in log.read_text(errors="replace"):
-            assert self.proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal the whole group (main process, pool children, beat); SIGKILL is a crash."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        self.proc.wait(timeout=60)
-
-
-# small messages, so that work spreads over the workers; leases and the reconciler keep their defaults,
-# whose recovery times the fault tests measure
-WORKER_ENV = {"ONNXVEC_TASK_DOCUMENTS": "8"}
-
-
 @pytest.fixture
 def start_worker(
     settings: Settings, endpoints: embedded.Endpoints, model_store: ModelStore, tmp_path: Path
@@ -111,32 +73,6 @@ def start_worker(
     for worker in started:
         if worker.proc.poll() is None:
             worker.kill(signal.SIGTERM)
-
-
-class ApiServer:
-    """A real uvicorn server on a free port, in a thread of the test process."""
-
-    def __init__(self, settings: Settings) -> None:
-        import uvicorn
-
-        from api.app import create_app
-        from api.server import server_config
-
-        self.app = create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(server_config(self.app, settings, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "the API server did not start"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 RESPONSES = pytest.StashKey[Counter]()

@@ -1,1 +1,1 @@
-"""Celery worker: tasks and reconciler over the onnxvec core library (issue 3)."""
+"""Celery worker: tasks and the reconciler over the onnxvec core library."""

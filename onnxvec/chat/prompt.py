@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from onnxvec.errors import PromptTooLong
-from onnxvec.storage.store import Hit
+from onnxvec.storage.chunks import Hit
 
 INSTRUCTIONS = (
     "Answer the question using the numbered sources below. Cite the sources you use as [1], [2], ... "

@@ -27,10 +27,10 @@ from onnxvec.chat.turns import FairTurns
 from onnxvec.config import Settings
 from onnxvec.embedding.service import EmbeddingService
 from onnxvec.errors import GenerationError, InvalidRequest
-from onnxvec.models.manifest import ModelManifest
+from onnxvec.models.manifest import ModelManifest, require
 from onnxvec.models.store import ModelStore
 from onnxvec.retrieval.search import find_collection, search_text
-from onnxvec.storage import store
+from onnxvec.storage import chunks
 from onnxvec.values import invalid_unicode
 
 T = TypeVar("T")
@@ -101,10 +101,7 @@ class ChatService:
         name = name or self.settings.chat_model
         if name in self._models:  # loaded: no disk read on the request path
             return self._models[name].manifest
-        manifest = self.store.get(name)
-        if manifest.kind != "chat":
-            raise InvalidRequest(f"The model '{manifest.name}' is an {manifest.kind} model, not a chat model.", "model")
-        return manifest
+        return require(self.store.get(name), "chat")
 
     async def load(self, name: str | None = None) -> None:
         """Load a chat model now (the default when None), so its first request does not wait for it."""
@@ -167,7 +164,7 @@ class ChatService:
             )
         return Prepared(engine, Prompt([], [], 0), ids, owner=owner)
 
-    async def retrieve(self, request: ChatRequest) -> list[store.Hit]:
+    async def retrieve(self, request: ChatRequest) -> list[chunks.Hit]:
         """Top-k chunks of the collection for the last user message, above the minimum score."""
         query = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
         if not query:  # an unknown collection is still a 404 first, as on every route that names one

@@ -9,7 +9,7 @@ import typer
 from onnxvec.cli.common import app, database
 from onnxvec.config import get_settings
 from onnxvec.ingest.register import new_collection
-from onnxvec.storage import store
+from onnxvec.storage import collections
 
 collections_app = typer.Typer(no_args_is_help=True, help="Vector collections.")
 app.add_typer(collections_app, name="collections")
@@ -28,7 +28,7 @@ def collections_create(
     with database(settings).begin() as conn:
         col = new_collection(conn, settings, name, model, metric)
         if hide_metadata:
-            col = store.hide_metadata(conn, name, hide_metadata.split(","))
+            col = collections.hide_metadata(conn, name, hide_metadata.split(","))
     typer.echo(f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, index {col.index_name}")
 
 
@@ -39,13 +39,13 @@ def collections_hide(
 ) -> None:
     """Set the metadata paths a collection hides: search results leave them out and filters refuse them."""
     with database(get_settings()).begin() as conn:
-        col = store.hide_metadata(conn, name, paths.split(","))
+        col = collections.hide_metadata(conn, name, paths.split(","))
     typer.echo(f"{col.name} hides {', '.join(col.hidden_metadata) or 'no metadata'}")
 
 
 @collections_app.command("list")
 def collections_list() -> None:
     with database(get_settings()).connect() as conn:
-        for col in store.list_collections(conn):
+        for col in collections.list_collections(conn):
             hidden = f"  hides {','.join(col.hidden_metadata)}" if col.hidden_metadata else ""
             typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric}{hidden}")

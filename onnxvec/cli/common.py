@@ -43,6 +43,17 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    """`key=value` options (--meta, --filter) as a dict; anything else is a one-line error."""
+    found = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise fail(f"{what} must look like key=value, not {item!r}")
+        found[key] = value
+    return found
+
+
 def database(settings: Settings) -> Engine:
     """A database engine on the configured or embedded Postgres, schema brought up to date."""
     engine = db.make_engine(embedded.ensure_services(settings).database_url)

@@ -1,4 +1,4 @@
-"""`onnxvec ingest | worker | status | retry | search`: the ingestion side of the command line."""
+"""`onnxvec ingest | worker | status | retry`: the ingestion side of the command line."""
 
 from __future__ import annotations
 
@@ -11,23 +11,12 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from onnxvec.cli.common import app, become, database, fail
+from onnxvec.cli.common import app, become, database, pairs
 from onnxvec.config import get_settings
-from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker, embedded
 from onnxvec.ingest import register
 from onnxvec.sources.files import LoadOptions
-from onnxvec.storage import documents, store
-
-
-def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
-    pairs = {}
-    for item in values or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise fail(f"{what} must look like key=value, not {item!r}")
-        pairs[key] = value
-    return pairs
+from onnxvec.storage import collections, documents
 
 
 @app.command("ingest")
@@ -52,7 +41,7 @@ def ingest_command(
         text_field=text_field,
         metadata_fields=tuple(metadata_field) if metadata_field else None,
         max_bytes=settings.max_document_bytes,
-        extra_metadata=_pairs(meta, "--meta"),
+        extra_metadata=pairs(meta, "--meta"),
     )
     endpoints = embedded.ensure_services(settings)
     engine = database(settings)
@@ -79,7 +68,7 @@ def ingest_command(
     if not wait:
         return
     with engine.connect() as conn:
-        col = store.get_collection(conn, collection)
+        col = collections.get_collection(conn, collection)
     counts = _wait_with_progress(engine, col, report.queued, timeout, report.failed_to_load)
     failed = counts["documents"]["failed"] + report.failed_to_load
     if failed:
@@ -91,7 +80,7 @@ PLAIN_PROGRESS_SECONDS = 10
 
 
 def _wait_with_progress(
-    engine, col: store.Collection, ids: list[int], timeout: float | None, failed_to_load: int
+    engine, col: collections.Collection, ids: list[int], timeout: float | None, failed_to_load: int
 ) -> dict:
     """Progress by text bytes (an ETA by documents was off 2x on a real corpus); a bar on a terminal,
     plain lines every PLAIN_PROGRESS_SECONDS elsewhere (CI, a pipe), where a bar shows nothing."""
@@ -161,7 +150,7 @@ def status_command(
     settings = get_settings()
     endpoints = embedded.ensure_services(settings)
     with database(settings).connect() as conn:
-        col = store.get_collection(conn, collection) if collection else None
+        col = collections.get_collection(conn, collection) if collection else None
         counts = documents.counts(conn, col)
         claims = documents.claims(conn)
         failures = documents.failures(conn, col) if failed else []
@@ -189,30 +178,6 @@ def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> N
     endpoints = embedded.ensure_services(settings)
     engine = database(settings)
     with engine.begin() as conn:
-        ids = documents.retry(conn, store.get_collection(conn, collection) if collection else None)
+        ids = documents.retry(conn, collections.get_collection(conn, collection) if collection else None)
     register.dispatch(engine, broker.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
     typer.echo(f"re-queued {len(ids)} documents")
-
-
-@app.command("search")
-def search_command(
-    query: str,
-    collection: Annotated[str, typer.Option()],
-    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000)] = 5,
-    filter: Annotated[list[str] | None, typer.Option(help="metadata key=value (all must match)")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Ranked chunks for a query, scored with the collection's metric."""
-    settings = get_settings()
-    with database(settings).begin() as conn:
-        col = store.get_collection(conn, collection)
-        embedder = EmbeddingEngine.load(col.model, settings)
-        vector = embedder.embed([embedder.manifest.query_prefix + query]).vectors[0]
-        hits = store.search(conn, col, vector, k, filter=_pairs(filter, "--filter") or None)
-    rows = [h.__dict__ | {"metric": col.metric} for h in hits]
-    if as_json:
-        typer.echo(json.dumps(rows))
-        return
-    for rank, h in enumerate(hits, start=1):
-        typer.echo(f"{rank}. {h.score:+.4f} [{col.metric}] doc {h.document_id} {h.source or h.external_id}")
-        typer.echo(f"   {h.text[:200]!r}")

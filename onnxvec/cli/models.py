@@ -11,7 +11,7 @@ import typer
 
 from onnxvec.cli.common import app, fail
 from onnxvec.config import get_settings
-from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.infra.cpu import cpu_signature
 from onnxvec.models.pull import pull, pull_hub, pull_local
 from onnxvec.models.store import ModelStore
@@ -142,7 +142,7 @@ def embed(
 ) -> None:
     """Embed texts with a pulled model: a quick check of the engine."""
     settings = get_settings()
-    engine = EmbeddingEngine.load(model or settings.embedding_model, settings)
+    engine = EngineRegistry(settings).engine(model or settings.embedding_model)
     result = engine.embed(texts)
     if as_json:
         typer.echo(

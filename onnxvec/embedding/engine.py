@@ -17,7 +17,7 @@ from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.tokenizer import Encoded, TextTokenizer
 from onnxvec.errors import ConfigurationError, ModelError
-from onnxvec.models.manifest import ModelManifest, embedding_manifest
+from onnxvec.models.manifest import ModelManifest, require
 from onnxvec.models.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class EmbeddingEngine:
     """One loaded embedding model; thread-compatible (ONNX Runtime sessions allow concurrent runs)."""
 
     def __init__(self, manifest: ModelManifest, store: ModelStore, settings: Settings) -> None:
-        embedding_manifest(manifest)
+        require(manifest, "embedding")
         folder = store.path(manifest.name)
         self.manifest = manifest
         self.token_budget = settings.token_budget
@@ -103,14 +103,9 @@ class EmbeddingEngine:
         self._output = self.session.get_outputs()[0].name
         self._passage_prefix = self.tokenizer.content_ids(manifest.passage_prefix)
 
-    @classmethod
-    def load(cls, name: str, settings: Settings) -> EmbeddingEngine:
-        store = ModelStore(settings.models_dir)
-        return cls(store.get(name), store, settings)
-
     @property
     def dims(self) -> int:
-        return int(self.manifest.dims)  # type: ignore[arg-type]  (embedding_manifest checked it)
+        return int(self.manifest.dims)  # type: ignore[arg-type]  (require checked it)
 
     @property
     def passage_tokens(self) -> int:

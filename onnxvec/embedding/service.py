@@ -21,10 +21,10 @@ from onnxvec.config import Settings
 from onnxvec.embedding import openai_tokens
 from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
 from onnxvec.embedding.microbatch import BatchTiming, MicroBatcher
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.embedding.tokenizer import Encoded
 from onnxvec.errors import InvalidRequest
 from onnxvec.models.manifest import ModelManifest
-from onnxvec.models.store import ModelStore
 from onnxvec.values import invalid_unicode
 
 # Up to this many characters (or token ids) a request is tokenized on the event loop: tens of
@@ -80,22 +80,15 @@ class EmbeddingService:
 
     def __init__(self, settings: Settings, on_batch: Callable[[str, int, int, float], None] | None = None) -> None:
         self.settings = settings
-        self.store = ModelStore(settings.models_dir)
+        # one ONNX thread per forward, as many concurrent forwards as threads (see MicroBatcher)
+        self.models = EngineRegistry(settings, threads=1)
         self._batchers: dict[str, MicroBatcher] = {}
         self._on_batch = on_batch
         self._lock = asyncio.Lock()
 
     def manifest(self, name: str | None) -> ModelManifest:
         """The named model (the default when None or ""); ModelNotFound if it is not pulled."""
-        name = name or self.settings.embedding_model
-        if name in self._batchers:  # loaded: no disk read on the request path
-            return self._batchers[name].engine.manifest
-        manifest = self.store.get(name)
-        if manifest.kind != "embedding":
-            raise InvalidRequest(
-                f"The model '{manifest.name}' is a {manifest.kind} model, not an embedding model.", "model"
-            )
-        return manifest
+        return self.models.manifest(name)
 
     def loaded(self, name: str) -> bool:
         return name in self._batchers
@@ -109,9 +102,7 @@ class EmbeddingService:
         if manifest.name not in self._batchers:
             async with self._lock:
                 if manifest.name not in self._batchers:
-                    # one ONNX thread per forward, as many concurrent forwards as threads (see MicroBatcher)
-                    single = self.settings.model_copy(update={"threads": 1})
-                    engine = await asyncio.to_thread(EmbeddingEngine, manifest, self.store, single)
+                    engine = await asyncio.to_thread(self.models.engine, manifest.name)
                     report = self._on_batch
                     self._batchers[manifest.name] = MicroBatcher(
                         engine,
@@ -157,7 +148,7 @@ class EmbeddingService:
             return engine.tokenizer.encode([prefix + text for text in items])  # type: ignore[operator]
         try:
             if self.settings.token_ids == "cl100k_base":
-                texts = openai_tokens.decode(items, self.store.openai_encoding_dir)  # type: ignore[arg-type]
+                texts = openai_tokens.decode(items, self.models.store.openai_encoding_dir)  # type: ignore[arg-type]
                 return engine.tokenizer.encode([prefix + text for text in texts])
             return engine.tokenizer.truncate_ids(items)  # type: ignore[arg-type]
         except ValueError as exc:

@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 from onnxvec.config import Settings
 from onnxvec.embedding.chunker import Chunk, chunk_text
 from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.errors import ModelNotFound
-from onnxvec.models.store import ModelStore
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,16 @@ class Pipeline:
         self.settings = settings
         self.db = db
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self._store = ModelStore(settings.models_dir)
-        self._engines: dict[str, EmbeddingEngine] = {}
-        self._collections: dict[int, store.Collection] = {}
+        self.models = EngineRegistry(settings)
+        self._collections: dict[int, collections.Collection] = {}
 
     def embedder(self, model: str) -> EmbeddingEngine:
-        if model not in self._engines:
-            self._engines[model] = EmbeddingEngine(self._store.get(model), self._store, self.settings)
-        return self._engines[model]
+        return self.models.engine(model)
 
-    def collection(self, collection_id: int) -> store.Collection:
+    def collection(self, collection_id: int) -> collections.Collection:
         if collection_id not in self._collections:
             with self.db.connect() as conn:
-                self._collections[collection_id] = store.get_collection_by_id(conn, collection_id)
+                self._collections[collection_id] = collections.get_collection_by_id(conn, collection_id)
         return self._collections[collection_id]
 
     def process(self, ids: Sequence[int]) -> Outcome:
@@ -109,7 +106,7 @@ class Pipeline:
             self._process_collection(collection, engine, docs, outcome)
 
     def _process_collection(
-        self, collection: store.Collection, engine: EmbeddingEngine, docs: list[documents.Claimed], out: Outcome
+        self, collection: collections.Collection, engine: EmbeddingEngine, docs: list[documents.Claimed], out: Outcome
     ) -> None:
         chunked: dict[int, list[Chunk]] = {}
         errors: dict[int, str] = {}
@@ -117,7 +114,7 @@ class Pipeline:
             if doc.content is None:
                 errors[doc.id] = doc.last_error or "document has no content"
             elif not (
-                chunks := chunk_text(
+                pieces := chunk_text(
                     doc.content,
                     engine.tokenizer,
                     min(collection.chunk_tokens, engine.passage_tokens),
@@ -126,7 +123,7 @@ class Pipeline:
             ):
                 errors[doc.id] = "empty text: nothing to embed"
             else:
-                chunked[doc.id] = chunks
+                chunked[doc.id] = pieces
         if errors:
             with self.db.begin() as conn:
                 for doc_id, error in errors.items():
@@ -137,15 +134,15 @@ class Pipeline:
         with self.db.connect() as conn:
             stored = documents.existing_vectors(conn, list(chunked))
         todo = [
-            (doc_id, c) for doc_id, chunks in chunked.items() for c in chunks if (doc_id, c.content_hash) not in stored
+            (doc_id, c) for doc_id, pieces in chunked.items() for c in pieces if (doc_id, c.content_hash) not in stored
         ]
         result = engine.embed_ids([engine.passage_ids(c.token_ids) for _, c in todo])
         fresh = {(doc_id, c.ordinal): v for (doc_id, c), v in zip(todo, result.vectors, strict=True)}
         hashes = {doc.id: doc.content_hash for doc in docs}
         special = engine.tokenizer.max_length - engine.passage_tokens  # special tokens and passage prefix
         results = {
-            doc_id: (hashes[doc_id], [_row(doc_id, c, fresh, stored, special) for c in chunks])
-            for doc_id, chunks in chunked.items()
+            doc_id: (hashes[doc_id], [_row(doc_id, c, fresh, stored, special) for c in pieces])
+            for doc_id, pieces in chunked.items()
         }
         with self.db.begin() as conn:
             written = documents.finish(conn, self.owner, collection, results)
@@ -168,9 +165,9 @@ class Pipeline:
             return documents.stale(conn, wait)
 
 
-def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: int) -> store.ChunkRow:
+def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: int) -> chunks.ChunkRow:
     """A chunk with its new vector, or the stored one when its text did not change."""
     vector = fresh.get((doc_id, chunk.ordinal))
     if vector is None:
         vector = stored[(doc_id, chunk.content_hash)]
-    return store.ChunkRow(chunk.ordinal, chunk.text, chunk.content_hash, len(chunk.token_ids) + special_tokens, vector)
+    return chunks.ChunkRow(chunk.ordinal, chunk.text, chunk.content_hash, len(chunk.token_ids) + special_tokens, vector)

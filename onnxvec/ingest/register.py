@@ -17,11 +17,11 @@ from sqlalchemy import Engine
 from onnxvec.config import Settings
 from onnxvec.errors import CollectionNotFound, StoreError
 from onnxvec.infra import broker
-from onnxvec.models.manifest import embedding_manifest
+from onnxvec.models.manifest import require
 from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import LoadOptions, SourceDocument, expand, load_file, load_stdin
-from onnxvec.storage import documents, store
+from onnxvec.storage import collections, documents
 
 FILES_PER_SLICE = 200
 
@@ -39,18 +39,32 @@ class IngestReport:
     seen: list[str] = field(default_factory=list)
 
 
-def new_collection(conn, settings: Settings, name: str, model: str | None, metric: str | None) -> store.Collection:
+def new_collection(
+    conn, settings: Settings, name: str, model: str | None, metric: str | None
+) -> collections.Collection:
     """Create a collection for an embedding model (pulled if need be) and a metric the model suits."""
-    manifest = embedding_manifest(pull(ModelStore(settings.models_dir), model or settings.embedding_model))
+    manifest = require(pull(ModelStore(settings.models_dir), model or settings.embedding_model))
     if (metric or "cosine") not in manifest.distance_metrics:
         raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
-    return store.create_collection(conn, name, manifest.name, int(manifest.dims or 0), metric or "cosine")
+    return collections.create_collection(
+        conn,
+        name,
+        manifest.name,
+        int(manifest.dims or 0),
+        metric or "cosine",
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construction=settings.hnsw_ef_construction,
+        chunk_tokens=settings.chunk_tokens,
+        chunk_overlap=settings.chunk_overlap,
+    )
 
 
-def ensure_collection(conn, settings: Settings, name: str, model: str | None, metric: str | None) -> store.Collection:
+def ensure_collection(
+    conn, settings: Settings, name: str, model: str | None, metric: str | None
+) -> collections.Collection:
     """The named collection, created with the given (or default) model and metric if it is new."""
     try:
-        collection = store.get_collection(conn, name)
+        collection = collections.get_collection(conn, name)
     except CollectionNotFound:
         return new_collection(conn, settings, name, model, metric)
     if (model and model != collection.model) or (metric and metric != collection.metric):
@@ -117,7 +131,7 @@ def _register(
     db: Engine,
     app: Celery,
     settings: Settings,
-    collection: store.Collection,
+    collection: collections.Collection,
     docs: list[SourceDocument],
     report: IngestReport,
 ) -> None:
@@ -133,7 +147,7 @@ def _register(
 
 def wait(
     db: Engine,
-    collection: store.Collection | None,
+    collection: collections.Collection | None,
     ids: Sequence[int],
     on_progress: Callable[[dict], None],
     poll_seconds: float = 0.5,

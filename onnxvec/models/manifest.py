@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from onnxvec.errors import ModelError
+from onnxvec.errors import InvalidRequest, ModelError
 from onnxvec.infra.cpu import Precision, cpu_signature
 
 MANIFEST = "manifest.json"
@@ -135,8 +135,15 @@ def describe_folder(folder: Path) -> dict[str, Any]:
     }
 
 
-def embedding_manifest(manifest: ModelManifest) -> ModelManifest:
-    """The manifest, if it describes an embedding model onnxvec can run; ModelError otherwise."""
-    if manifest.kind != "embedding" or not manifest.onnx_file or not manifest.tokenizer_file or not manifest.dims:
+def require(manifest: ModelManifest, kind: Literal["embedding", "chat"]) -> ModelManifest:
+    """The manifest, if it is a `kind` model onnxvec can run: the one check for every caller. Another
+    kind is the request's mistake (InvalidRequest on `model`); an embedding model without its files
+    is a broken model (ModelError)."""
+    if manifest.kind != kind:
+        article = "an" if manifest.kind[0] in "aeiou" else "a"
+        raise InvalidRequest(
+            f"The model '{manifest.name}' is {article} {manifest.kind} model, not a {kind} model.", "model"
+        )
+    if kind == "embedding" and not (manifest.onnx_file and manifest.tokenizer_file and manifest.dims):
         raise ModelError(f"{manifest.name} is not an embedding model with an ONNX file, tokenizer.json and dims")
     return manifest

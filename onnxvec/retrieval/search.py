@@ -13,16 +13,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
+from onnxvec.config import default
 from onnxvec.embedding.service import EmbeddingService
 from onnxvec.errors import InvalidRequest
-from onnxvec.storage import store
+from onnxvec.storage import chunks, collections
 from onnxvec.values import invalid_unicode
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    collection: store.Collection
-    hits: list[store.Hit]
+    collection: collections.Collection
+    hits: list[chunks.Hit]
     query_tokens: int
 
 
@@ -34,7 +35,7 @@ async def search_text(
     k: int = 10,
     *,
     filter: dict[str, Any] | None = None,
-    ef_search: int = 100,
+    ef_search: int = default("ef_search"),
 ) -> SearchResult:
     """CollectionNotFound, StoreError (bad filter) and the embedding service's errors pass through."""
     if invalid_unicode(query):
@@ -46,14 +47,14 @@ async def search_text(
     return SearchResult(found, hits, result.encoded.tokens[0])
 
 
-def find_collection(db: Engine, name: str) -> store.Collection:
+def find_collection(db: Engine, name: str) -> collections.Collection:
     """The named collection; CollectionNotFound (a 404) when there is none."""
     with db.connect() as conn:
-        return store.get_collection(conn, name)
+        return collections.get_collection(conn, name)
 
 
 def _search(
-    db: Engine, collection: store.Collection, vector: np.ndarray, k: int, filter: dict | None, ef_search: int
-) -> list[store.Hit]:
+    db: Engine, collection: collections.Collection, vector: np.ndarray, k: int, filter: dict | None, ef_search: int
+) -> list[chunks.Hit]:
     with db.begin() as conn:  # SET LOCAL of the search settings needs a transaction
-        return store.search(conn, collection, vector, k, filter=filter, ef_search=ef_search)
+        return chunks.search(conn, collection, vector, k, filter=filter, ef_search=ef_search)

@@ -15,7 +15,8 @@ import numpy as np
 from sqlalchemy import Connection, text
 
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage.store import ChunkRow, Collection, vector_connection, write_chunks
+from onnxvec.storage.chunks import ChunkRow, vector_connection, write_chunks
+from onnxvec.storage.collections import Collection
 
 REGISTER_BATCH = 1000
 

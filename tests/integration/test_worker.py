@@ -17,9 +17,10 @@ from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker, embedded
 from onnxvec.ingest import register
-from onnxvec.storage import documents, store
-from tests.conftest import WorkerProcess
-from tests.test_cli import onnxvec
+from onnxvec.storage import chunks, collections, documents
+from tests.helpers import WorkerProcess, onnxvec
+
+pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
 
 TOPICS = [
     "database index query replica backup schema shard commit rollback transaction vacuum",
@@ -73,7 +74,7 @@ def _wait_until(engine: Engine, name: str, done: Callable[[dict], bool], timeout
     deadline = time.monotonic() + timeout
     while True:
         with engine.connect() as conn:
-            counts = documents.counts(conn, store.get_collection(conn, name))
+            counts = documents.counts(conn, collections.get_collection(conn, name))
         if done(counts["documents"]):
             return counts
         assert time.monotonic() < deadline, counts
@@ -87,7 +88,7 @@ def _all_finished(states: dict) -> bool:
 def _assert_exactly_once(engine: Engine, name: str, total: int) -> None:
     """Every document done once: its chunks numbered 0..n-1 with no gap and no duplicate."""
     with engine.connect() as conn:
-        col = store.get_collection(conn, name)
+        col = collections.get_collection(conn, name)
         assert documents.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": total, "failed": 0}
         bad = conn.execute(
             text(
@@ -115,8 +116,8 @@ def test_corpus_is_embedded_and_reingest_embeds_only_changes(
     _wait_until(engine, "corpus", _all_finished)
     _assert_exactly_once(engine, "corpus", total)
     with engine.connect() as conn:
-        col = store.get_collection(conn, "corpus")
-        top = store.search(conn, col, embedder.embed(["giraffe teaching origami to penguins"]).vectors[0], k=1)[0]
+        col = collections.get_collection(conn, "corpus")
+        top = chunks.search(conn, col, embedder.embed(["giraffe teaching origami to penguins"]).vectors[0], k=1)[0]
         assert top.text.endswith(PLANTED) and top.external_id.endswith("note42.txt")
         before = dict(
             conn.execute(text("SELECT id, document_id FROM chunks WHERE collection_id = :c"), {"c": col.id}).all()
@@ -171,13 +172,13 @@ def mid_ingest(
 
 def _finishes_exactly_once(engine: Engine, name: str, total: int, fault: str, started: float) -> None:
     with engine.connect() as conn:
-        assert documents.counts(conn, store.get_collection(conn, name))["documents"]["done"] < total  # mid-ingest
+        assert documents.counts(conn, collections.get_collection(conn, name))["documents"]["done"] < total  # mid-ingest
     _wait_until(engine, name, _all_finished)
     _assert_exactly_once(engine, name, total)
     with engine.connect() as conn:
-        chunks = documents.counts(conn, store.get_collection(conn, name))["chunks"]
+        stored = documents.counts(conn, collections.get_collection(conn, name))["chunks"]
     seconds = round(time.monotonic() - started, 1)
-    figures = {"fault": fault, "documents": total, "chunks": chunks, "lost": 0, "duplicate_chunks": 0}
+    figures = {"fault": fault, "documents": total, "chunks": stored, "lost": 0, "duplicate_chunks": 0}
     print(json.dumps(figures | {"seconds_from_fault": seconds}))
     assert seconds <= RECOVERY_SECONDS, figures
 

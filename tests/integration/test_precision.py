@@ -3,7 +3,11 @@ pull of the default model and is checked in test_engine.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from onnxvec.models.build.precision import MEAN_COSINE, MIN_COSINE, MIN_SPEEDUP, pick
+
+pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
 
 HOLDS = {"min_cosine": MIN_COSINE + 0.002, "mean_cosine": MEAN_COSINE + 0.0005}
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,28 +21,8 @@ from onnxvec.infra import embedded
 from onnxvec.infra.embedded import Endpoints
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    return env | {"ONNXVEC_HOME": str(settings.home)}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def onnxvec(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "onnxvec", *args],
-        env=_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from onnxvec.storage import chunks, collections, documents
+from tests.helpers import cli_env, free_port, onnxvec
 
 
 def test_embed_json(settings: Settings, embedder: EmbeddingEngine) -> None:
@@ -92,12 +71,12 @@ def test_unknown_metric_is_a_clear_error(settings: Settings, endpoints: Endpoint
 
 def test_up_runs_in_the_foreground_and_ctrl_c_stops_it(tmp_path: Path, model_store: ModelStore) -> None:
     """`make up`'s command: services, schema and model come up; SIGINT stops the embedded servers."""
-    port = _free_port()
+    port = free_port()
     own = Settings(home=tmp_path / "h", database_url=None, redis_url=None, api_port=port)
     shutil.copytree(model_store.path("all-MiniLM-L6-v2"), own.models_dir / "all-MiniLM-L6-v2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "onnxvec", "up"],
-        env=_env(own) | {"ONNXVEC_API_PORT": str(port)},
+        env=cli_env(own) | {"ONNXVEC_API_PORT": str(port)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -135,7 +114,7 @@ def test_ingest_from_stdin_and_unsupported_files(settings: Settings, endpoints: 
     done = subprocess.run(
         [sys.executable, "-m", "onnxvec", "ingest", "-", "--collection", "piped"],
         input="Text piped in on standard input.",
-        env=_env(settings),
+        env=cli_env(settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -152,7 +131,7 @@ def test_ingest_from_stdin_and_unsupported_files(settings: Settings, endpoints: 
 def test_one_bad_file_never_sinks_an_ingest(settings: Settings, endpoints: Endpoints, engine, tmp_path: Path) -> None:
     """A FIFO, a dangling link, NUL bytes, a name that is not UTF-8 and hostile records among good
     files: the good ones are registered, each bad one is recorded failed with its reason, nothing hangs
-    (a FIFO is never opened for a blocking read). Unreadable files: tests/test_load_chunk.py."""
+    (a FIFO is never opened for a blocking read). Unreadable files: tests/unit/test_files.py."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "good.md").write_text("A good document about keys.")
@@ -163,7 +142,7 @@ def test_one_bad_file_never_sinks_an_ingest(settings: Settings, endpoints: Endpo
     (corpus / "r.jsonl").write_text('{"id": 1, "text": "good record"}\n{"id": 2, "text": "\\ud800"}\n{broken\n')
     done = subprocess.run(
         [sys.executable, "-m", "onnxvec", "ingest", str(corpus / "*"), "--collection", "bad-files"],
-        env=_env(settings),
+        env=cli_env(settings),
         capture_output=True,
         text=True,
         timeout=120,
@@ -197,7 +176,7 @@ def test_secrets_are_masked_and_unreachable_services_are_one_line(settings: Sett
 
     def run(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "onnxvec", *args]
-        return subprocess.run(command, env=_env(settings) | secret, capture_output=True, text=True, timeout=120)
+        return subprocess.run(command, env=cli_env(settings) | secret, capture_output=True, text=True, timeout=120)
 
     for args in (("services", "status"), ("services", "status", "--json"), ("services", "start")):
         shown = run(*args)
@@ -213,7 +192,7 @@ def test_secrets_are_masked_and_unreachable_services_are_one_line(settings: Sett
 def test_bad_settings_and_bad_revisions_are_one_line_errors(settings: Settings, endpoints: Endpoints) -> None:
     bad = subprocess.run(
         [sys.executable, "-m", "onnxvec", "models", "list"],
-        env=_env(settings) | {"ONNXVEC_THREADS": "0"},
+        env=cli_env(settings) | {"ONNXVEC_THREADS": "0"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -232,10 +211,10 @@ def test_a_collection_hides_metadata_paths(settings: Settings, engine, embedder:
     metadata = {"title": "Payroll", "salary": 91000, "owner": {"email": "a@example.com", "team": "hr"}}
     sentence = "Payroll runs on the last Friday of each month."
     with engine.begin() as conn:
-        col = store.get_collection(conn, "hidden_meta")
+        col = collections.get_collection(conn, "hidden_meta")
         (doc,) = documents.register(conn, col, [SourceDocument("pay", "mem://pay", sentence, metadata)]).queued
-        row = store.ChunkRow(0, sentence, "h", 12, embedder.embed([sentence]).vectors[0])
-        store.write_chunks(conn, col, doc, [row])
+        row = chunks.ChunkRow(0, sentence, "h", 12, embedder.embed([sentence]).vectors[0])
+        chunks.write_chunks(conn, col, doc, [row])
 
     def search(**extra: object) -> httpx.Response:
         return httpx.post(api.url + "/v1/search", json={"collection": "hidden_meta", "query": "payroll"} | extra)

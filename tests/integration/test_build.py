@@ -20,6 +20,8 @@ from onnxvec.errors import ModelError
 from onnxvec.models.build.convert import build_chat_model, convert_encoder
 from onnxvec.models.store import ModelStore
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
+
 SENTENCES = ["The cat sits on the mat.", "Embeddings map text to vectors.", "A longer sentence " * 8]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 KEY = "sk-openapi-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -25,10 +25,10 @@ def keyed_api(start_api, engine: Engine, embedder: EmbeddingEngine):
     document's search example names, so that the example finds something."""
     text = "Rotate keys with `onnxvec keys create`, then revoke the old one."
     with engine.begin() as conn:
-        docs = store.create_collection(conn, "docs", embedder.manifest.name, embedder.dims, "cosine")
+        docs = collections.create_collection(conn, "docs", embedder.manifest.name, embedder.dims, "cosine")
         [doc_id] = documents.register(conn, docs, [SourceDocument("keys", "mem://keys", text, {"team": "x"})]).queued
-        row = store.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, embedder.embed([text]).vectors[0])
-        store.write_chunks(conn, docs, doc_id, [row])
+        row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, embedder.embed([text]).vectors[0])
+        chunks.write_chunks(conn, docs, doc_id, [row])
     return start_api(api_keys=KEY)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 DOCS = [  # (text, metadata)
     ("Paris is the capital of France.", {"lang": "en", "year": 2019, "tag": "geo"}),
@@ -22,15 +22,15 @@ DOCS = [  # (text, metadata)
 
 
 @pytest.fixture(scope="module")
-def collection(engine: Engine, embedder: EmbeddingEngine) -> store.Collection:
+def collection(engine: Engine, embedder: EmbeddingEngine) -> collections.Collection:
     vectors = embedder.embed([text for text, _ in DOCS]).vectors
     with engine.begin() as conn:
-        col = store.create_collection(conn, "api-search", embedder.manifest.name, embedder.dims, "cosine")
+        col = collections.create_collection(conn, "api-search", embedder.manifest.name, embedder.dims, "cosine")
         sources = [SourceDocument(f"doc-{i}", f"mem://{i}", text, meta) for i, (text, meta) in enumerate(DOCS)]
         registered = documents.register(conn, col, sources).queued
         for doc_id, (text, _), vector in zip(registered, DOCS, vectors, strict=True):
-            row = store.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 8, vector)
-            store.write_chunks(conn, col, doc_id, [row])
+            row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 8, vector)
+            chunks.write_chunks(conn, col, doc_id, [row])
     return col
 
 
@@ -43,7 +43,7 @@ def _texts(response: httpx.Response) -> list[str]:
     return [hit["text"] for hit in response.json()["data"]]
 
 
-def test_search_ranks_with_scores_and_sources(api, collection: store.Collection) -> None:
+def test_search_ranks_with_scores_and_sources(api, collection: collections.Collection) -> None:
     response = _search(api, query="What is the capital of France?", k=3)
     body = response.json()
     assert body["metric"] == "cosine" and body["model"] == collection.model and body["usage"]["prompt_tokens"] > 0
@@ -66,11 +66,11 @@ def test_search_ranks_with_scores_and_sources(api, collection: store.Collection)
         ({"tag": {"$gte": "music"}}, {DOCS[4][0]}),  # strings compare with strings
     ],
 )
-def test_filters(api, collection: store.Collection, filter: dict, expected: set[str]) -> None:
+def test_filters(api, collection: collections.Collection, filter: dict, expected: set[str]) -> None:
     assert set(_texts(_search(api, query="capital city", k=10, filter=filter))) == expected
 
 
-def test_include_text_false(api, collection: store.Collection) -> None:
+def test_include_text_false(api, collection: collections.Collection) -> None:
     data = _search(api, query="bread", k=1, include_text=False).json()["data"]
     assert "text" not in data[0] and data[0]["external_id"] == "doc-3"
 
@@ -90,13 +90,13 @@ def test_include_text_false(api, collection: store.Collection) -> None:
         ({"collection": "api-search", "query": "x", "unknown": 1}, 400, "unknown"),
     ],
 )
-def test_search_errors(api, collection: store.Collection, body: dict, status: int, param: str | None) -> None:
+def test_search_errors(api, collection: collections.Collection, body: dict, status: int, param: str | None) -> None:
     response = httpx.post(api.url + "/v1/search", json=body)
     assert response.status_code == status, response.text
     assert response.json()["error"]["param"] == param and response.json()["error"]["message"]
 
 
-def test_collections_report_model_metric_and_counts(api, collection: store.Collection) -> None:
+def test_collections_report_model_metric_and_counts(api, collection: collections.Collection) -> None:
     listed = {c["id"]: c for c in httpx.get(api.url + "/v1/collections").json()["data"]}
     mine = listed["api-search"]
     assert (mine["model"], mine["dims"], mine["metric"]) == (collection.model, 384, "cosine")

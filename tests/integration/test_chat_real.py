@@ -12,11 +12,14 @@ from collections.abc import Iterator
 
 import httpx
 import openai
+import pytest
 from sqlalchemy import Engine
 
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
+
+pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
 
 URL = "/v1/chat/completions"
 FACT = "The chief engineer of the Zorbulax Project is Mirela Quandtberg."
@@ -39,12 +42,12 @@ def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine,
     texts = [FACT, *OTHER]
     vectors = embedder.embed(texts).vectors
     with engine.begin() as conn:
-        col = store.create_collection(conn, "rag-facts", embedder.manifest.name, embedder.dims, "cosine")
+        col = collections.create_collection(conn, "rag-facts", embedder.manifest.name, embedder.dims, "cosine")
         sources = [SourceDocument(f"fact-{i}", f"mem://fact-{i}", t, {}) for i, t in enumerate(texts)]
         ids = documents.register(conn, col, sources).queued
         for doc_id, text, vector in zip(ids, texts, vectors, strict=True):
-            row = store.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, vector)
-            store.write_chunks(conn, col, doc_id, [row])
+            row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, vector)
+            chunks.write_chunks(conn, col, doc_id, [row])
     question = [{"role": "user", "content": "Who is the chief engineer of the Zorbulax Project?"}]
     body = httpx.post(
         smol_api.url + URL,

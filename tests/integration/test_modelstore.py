@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from onnxvec.errors import ModelError, ModelNotFound
+from onnxvec.errors import InvalidRequest, ModelError, ModelNotFound
 from onnxvec.models.catalog import CATALOG
-from onnxvec.models.manifest import embedding_manifest, sha256_file
+from onnxvec.models.manifest import require, sha256_file
 from onnxvec.models.pull import pull, pull_local
 from onnxvec.models.store import ModelStore
 
@@ -73,21 +73,6 @@ def test_corruption_is_detected_and_removal_works(model_store: ModelStore, tmp_p
         store.remove("victim")
 
 
-def test_bad_requests_leave_nothing_behind(tmp_path: Path) -> None:
-    store = ModelStore(tmp_path / "models")
-    with pytest.raises(ModelNotFound, match="not in the catalog"):
-        pull(store, "no-such-model")
-    with pytest.raises(ModelError, match="not a folder"):
-        pull_local(store, "x", tmp_path / "missing")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(ModelError, match="neither an ONNX model"):
-        pull_local(store, "x", empty)
-    with pytest.raises(ModelError, match="invalid model name"):
-        store.get("../etc")
-    assert list((tmp_path / "models").iterdir()) == []
-
-
 def test_a_folder_whose_config_lies_is_refused_at_pull(model_store: ModelStore, tmp_path: Path) -> None:
     """hidden_size 768 beside an ONNX graph of 384 (its vectors failed at the first write), a config.json
     that is not JSON, or a name the filesystem cannot hold: one-line errors, nothing kept."""
@@ -113,8 +98,9 @@ def test_chat_folders_are_not_embedding_models(model_store: ModelStore, tmp_path
     store = ModelStore(tmp_path / "models")
     manifest = pull_local(store, "chatty", folder)
     assert manifest.kind == "chat" and manifest.context_length == 2048 and manifest.dims is None
-    with pytest.raises(ModelError, match="not an embedding model"):
-        embedding_manifest(manifest)
+    with pytest.raises(InvalidRequest, match="is a chat model, not an embedding model") as refused:
+        require(manifest, "embedding")
+    assert refused.value.param == "model" and refused.value.status == 400
 
 
 def test_bad_overrides_and_bad_onnx_files_are_clear_errors(model_store: ModelStore, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ SEEDS = [
     "A vehicle raced along the freeway, moving very fast.",
     "The child was playing in the park with a ball.",
 ]
-# design.md: all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child
+# all-MiniLM-L6-v2 reference cosines car-vehicle, car-child, vehicle-child (sentence-transformers, fp32)
 FP32_REFERENCE = [0.7633, 0.0471, 0.1324]  # sentence-transformers in PyTorch
 # where the pull chose int8 (onnxvec/models/build/precision.py) its weights move these by up to 0.006 (measured on an
 # AVX-512/VNNI machine); fp32, chosen on AVX2, matches PyTorch to 1e-5 (test_build.py)

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.errors import CollectionNotFound, StoreError
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 SENTENCES = [
     "Postgres stores the documents and their state.",
@@ -29,28 +29,28 @@ SENTENCES = [
 ]
 
 
-def _fill(conn, collection: store.Collection, vectors: np.ndarray, lang: str) -> int:
+def _fill(conn, collection: collections.Collection, vectors: np.ndarray, lang: str) -> int:
     source = SourceDocument(f"doc-{lang}", f"mem://{lang}", " ".join(SENTENCES), {"lang": lang})
     (doc,) = documents.register(conn, collection, [source]).queued
     rows = [
-        store.ChunkRow(i, s, hashlib.sha256(s.encode()).hexdigest(), 10, v)
+        chunks.ChunkRow(i, s, hashlib.sha256(s.encode()).hexdigest(), 10, v)
         for i, (s, v) in enumerate(zip(SENTENCES, vectors, strict=True))
     ]
-    return store.write_chunks(conn, collection, doc, rows)
+    return chunks.write_chunks(conn, collection, doc, rows)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
 def test_each_vector_is_its_own_nearest_neighbour(engine: Engine, embedder: EmbeddingEngine, metric: str) -> None:
     vectors = embedder.embed(SENTENCES).vectors
     with engine.begin() as conn:
-        col = store.create_collection(conn, f"nn_{metric}", "all-MiniLM-L6-v2", embedder.dims, metric)
+        col = collections.create_collection(conn, f"nn_{metric}", "all-MiniLM-L6-v2", embedder.dims, metric)
         assert _fill(conn, col, vectors, "en") == len(SENTENCES)
     with engine.begin() as conn:
         for i, vector in enumerate(vectors):
-            hits = store.search(conn, col, vector, k=3)
+            hits = chunks.search(conn, col, vector, k=3)
             assert hits[0].ordinal == i and hits[0].text == SENTENCES[i]
             assert hits[0].score >= hits[1].score >= hits[2].score
-        top = store.search(conn, col, vectors[0], k=1)[0]
+        top = chunks.search(conn, col, vectors[0], k=1)[0]
         assert top.score == pytest.approx({"cosine": 1.0, "ip": 1.0, "l2": 0.0}[metric], abs=1e-5)
 
 
@@ -60,9 +60,9 @@ def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str)
     almost empty collection is rightly served by the collection_id btree and a sort instead.)"""
     vectors = np.random.default_rng(1).normal(size=(3000, 4)).astype(np.float32)
     with engine.begin() as conn:
-        col = store.create_collection(conn, f"plan_{metric}", "m", 4, metric)
+        col = collections.create_collection(conn, f"plan_{metric}", "m", 4, metric)
         (doc,) = documents.register(conn, col, [SourceDocument("p", "mem://p", "plan", {})]).queued
-        store.write_chunks(conn, col, doc, (store.ChunkRow(i, "", str(i), 1, v) for i, v in enumerate(vectors)))
+        chunks.write_chunks(conn, col, doc, (chunks.ChunkRow(i, "", str(i), 1, v) for i, v in enumerate(vectors)))
     with engine.begin() as conn:
         conn.execute(text("ANALYZE chunks"))
         opclass = conn.execute(
@@ -72,13 +72,13 @@ def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str)
             ),
             {"n": col.index_name},
         ).scalar()
-        assert opclass == store.OPCLASS[metric]
+        assert opclass == collections.OPCLASS[metric]
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         plan = (
             conn.execute(
                 text(
                     f"EXPLAIN SELECT id FROM chunks WHERE collection_id = {col.id}"
-                    f" ORDER BY {col.vector_expr} {store.OPERATOR[metric]} '[1,0,0,0]' LIMIT 5"
+                    f" ORDER BY {col.vector_expr} {chunks.OPERATOR[metric]} '[1,0,0,0]' LIMIT 5"
                 )
             )
             .scalars()
@@ -86,38 +86,38 @@ def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str)
         )
     assert any(col.index_name in line for line in plan), plan
     with engine.begin() as conn:  # its document is pending for a model that does not exist: leave no work behind
-        store.drop_collection(conn, col.name)
+        collections.drop_collection(conn, col.name)
 
 
 def test_filters_apply_during_the_scan(engine: Engine, embedder: EmbeddingEngine) -> None:
     vectors = embedder.embed(SENTENCES).vectors
     with engine.begin() as conn:
-        col = store.create_collection(conn, "filtered", "all-MiniLM-L6-v2", embedder.dims, "cosine")
+        col = collections.create_collection(conn, "filtered", "all-MiniLM-L6-v2", embedder.dims, "cosine")
         _fill(conn, col, vectors, "en")
         _fill(conn, col, vectors, "de")
     with engine.begin() as conn:
-        hits = store.search(conn, col, vectors[3], k=5, filter={"lang": "de"})
+        hits = chunks.search(conn, col, vectors[3], k=5, filter={"lang": "de"})
     assert len(hits) == 5 and {h.metadata["lang"] for h in hits} == {"de"} and hits[0].ordinal == 3
 
 
 def test_wrong_dimension_and_duplicates_are_refused(engine: Engine) -> None:
     with engine.begin() as conn:
-        col = store.create_collection(conn, "dims4", "m", 4, "l2")
+        col = collections.create_collection(conn, "dims4", "m", 4, "l2")
         with pytest.raises(StoreError, match="already exists"):
-            store.create_collection(conn, "dims4", "m", 4, "l2")
+            collections.create_collection(conn, "dims4", "m", 4, "l2")
         with pytest.raises(StoreError, match="4-d"):
-            store.search(conn, col, np.zeros(3), k=1)
+            chunks.search(conn, col, np.zeros(3), k=1)
         with pytest.raises(StoreError, match="metric"):
-            store.create_collection(conn, "bad", "m", 4, "hamming")  # type: ignore[arg-type]
+            collections.create_collection(conn, "bad", "m", 4, "hamming")  # type: ignore[arg-type]
     with engine.begin() as conn, pytest.raises(CollectionNotFound):
-        store.get_collection(conn, "nope")
+        collections.get_collection(conn, "nope")
 
 
 def test_drop_collection_removes_index_and_rows(engine: Engine, embedder: EmbeddingEngine) -> None:
     with engine.begin() as conn:
-        col = store.create_collection(conn, "doomed", "all-MiniLM-L6-v2", embedder.dims, "cosine")
+        col = collections.create_collection(conn, "doomed", "all-MiniLM-L6-v2", embedder.dims, "cosine")
         _fill(conn, col, embedder.embed(SENTENCES).vectors, "en")
-        store.drop_collection(conn, "doomed")
+        collections.drop_collection(conn, "doomed")
         assert conn.execute(text("SELECT count(*) FROM chunks WHERE collection_id = :c"), {"c": col.id}).scalar() == 0
         assert conn.execute(text("SELECT to_regclass(:n)"), {"n": col.index_name}).scalar() is None
 
@@ -129,15 +129,15 @@ def test_a_small_collection_is_searched_exactly(engine: Engine) -> None:
     vectors = (centres[rng.integers(0, 4, 2000)] + rng.normal(scale=0.05, size=(2000, 16))).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     with engine.begin() as conn:
-        col = store.create_collection(conn, "exact_small", "m", 16, "cosine")
+        col = collections.create_collection(conn, "exact_small", "m", 16, "cosine")
         (doc,) = documents.register(conn, col, [SourceDocument("e", "mem://e", "exact", {})]).queued
-        store.write_chunks(conn, col, doc, (store.ChunkRow(i, "", str(i), 1, v) for i, v in enumerate(vectors)))
+        chunks.write_chunks(conn, col, doc, (chunks.ChunkRow(i, "", str(i), 1, v) for i, v in enumerate(vectors)))
     queries = rng.normal(size=(20, 16)).astype(np.float32)
     with engine.begin() as conn:
         for query in queries:
-            hits = store.search(conn, col, query, k=10, ef_search=10)
+            hits = chunks.search(conn, col, query, k=10, ef_search=10)
             expected = np.argsort(-(vectors @ (query / np.linalg.norm(query))), kind="stable")[:10]
             assert [h.distance for h in hits] == pytest.approx(
                 list(1 - vectors[expected] @ (query / np.linalg.norm(query))), abs=1e-5
             )
-        store.drop_collection(conn, col.name)
+        collections.drop_collection(conn, col.name)

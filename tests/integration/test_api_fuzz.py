@@ -52,10 +52,10 @@ FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCh
 
 @pytest.fixture(scope="module")
 def http(api, engine, embedder):
-    from onnxvec.storage import store
+    from onnxvec.storage import collections
 
     with engine.begin() as conn:
-        store.create_collection(conn, "api-fuzz", embedder.manifest.name, embedder.dims, "l2")
+        collections.create_collection(conn, "api-fuzz", embedder.manifest.name, embedder.dims, "l2")
     with httpx.Client(base_url=api.url, timeout=60) as client:
         yield client
 

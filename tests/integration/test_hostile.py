@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.errors import StoreError
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 LONG = "m" * 300
 HELLO = '"messages": [{"role": "user", "content": "hi"}]'
@@ -51,10 +51,10 @@ PROBES = [
 def hostile(engine: Engine, embedder: EmbeddingEngine) -> None:
     text = "A document for the hostile probes."
     with engine.begin() as conn:
-        col = store.create_collection(conn, "hostile", embedder.manifest.name, embedder.dims, "cosine")
+        col = collections.create_collection(conn, "hostile", embedder.manifest.name, embedder.dims, "cosine")
         [doc_id] = documents.register(conn, col, [SourceDocument("h", "mem://h", text, {"n": 1})]).queued
-        row = store.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 8, embedder.embed([text]).vectors[0])
-        store.write_chunks(conn, col, doc_id, [row])
+        row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 8, embedder.embed([text]).vectors[0])
+        chunks.write_chunks(conn, col, doc_id, [row])
 
 
 @pytest.mark.parametrize(("route", "body", "status", "param"), PROBES)
@@ -76,4 +76,4 @@ def test_top_k_of_a_trillion_is_taken(chat_api) -> None:
 def test_collection_names_postgres_cannot_hold_are_refused(engine: Engine, embedder: EmbeddingEngine) -> None:
     for name in ("a\x00b", "\ud800", "", "c" * 201):
         with engine.begin() as conn, pytest.raises(StoreError, match="collection name"):
-            store.create_collection(conn, name, embedder.manifest.name, embedder.dims)
+            collections.create_collection(conn, name, embedder.manifest.name, embedder.dims)

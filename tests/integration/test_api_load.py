@@ -11,9 +11,12 @@ import time
 import aiohttp
 import httpx
 import numpy as np
+import pytest
 
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
+
+pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
 
 CLIENTS = 32
 
@@ -50,13 +53,13 @@ async def _load(url: str, seconds: float) -> tuple[int, list[str], list[float]]:
 def test_sixty_seconds_of_32_clients_without_an_error(api, engine, embedder) -> None:
     texts = [f"stored chunk {i} about load testing" for i in range(50)]
     with engine.begin() as conn:
-        col = store.create_collection(conn, "load", embedder.manifest.name, embedder.dims, "cosine")
+        col = collections.create_collection(conn, "load", embedder.manifest.name, embedder.dims, "cosine")
         (doc,) = documents.register(conn, col, [SourceDocument("load", "mem://load", " ".join(texts), {})]).queued
         rows = [
-            store.ChunkRow(i, t, str(i), 8, v)
+            chunks.ChunkRow(i, t, str(i), 8, v)
             for i, (t, v) in enumerate(zip(texts, embedder.embed(texts).vectors, strict=True))
         ]
-        store.write_chunks(conn, col, doc, rows)
+        chunks.write_chunks(conn, col, doc, rows)
     seconds = float(os.environ.get("ONNXVEC_LOAD_SECONDS", "60"))
     done, errors, latencies = asyncio.run(_load(api.url, seconds))
     ms = np.array(latencies) * 1000

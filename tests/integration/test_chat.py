@@ -13,12 +13,9 @@ import httpx
 import openai
 import pytest
 
-from onnxvec.chat.generate import StopMatcher
-from onnxvec.chat.prompt import fit
-from onnxvec.errors import PromptTooLong
 from onnxvec.models.pull import pull_local
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 URL = "/v1/chat/completions"
 HELLO = [{"role": "user", "content": "What is the capital of France?"}]
@@ -89,14 +86,14 @@ def test_streaming_matches_plain_and_ends_with_usage(chat_api) -> None:
         chat_api, max_tokens=10, temperature=1, seed=3, stream=True, stream_options={"include_usage": True}
     )
     assert streamed.headers["content-type"].startswith("text/event-stream")
-    chunks = _events(streamed)
-    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    events = _events(streamed)
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == events[0]["id"] for c in events)
+    assert events[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in events if c["choices"])
     assert text == plain["choices"][0]["message"]["content"]
-    final = chunks[-2]
+    final = events[-2]
     assert final["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"] and "citations" in final
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+    assert events[-1]["choices"] == [] and events[-1]["usage"] == plain["usage"]
 
 
 def test_stop_strings_cut_the_text_even_across_tokens(chat_api) -> None:
@@ -108,16 +105,6 @@ def test_stop_strings_cut_the_text_even_across_tokens(chat_api) -> None:
     streamed = _chat(chat_api, max_tokens=40, temperature=1, seed=5, stop=stop, stream=True)
     deltas = "".join(c["choices"][0]["delta"].get("content", "") for c in _events(streamed) if c["choices"])
     assert deltas == text[: text.index(stop)]
-
-
-def test_stop_matcher_holds_back_partial_stops() -> None:
-    matcher = StopMatcher(["END", "xy"])
-    assert matcher.feed("abc E") == "abc "  # "E" may begin "END"
-    assert matcher.feed("N") == ""
-    assert matcher.feed("D tail") == "" and matcher.stopped
-    other = StopMatcher(["END"])
-    assert other.feed("EN") == "" and other.feed("O") == "ENO" and other.flush() == ""
-    assert StopMatcher([]).feed("anything") == "anything"
 
 
 def test_max_tokens_gives_finish_reason_length(chat_api) -> None:
@@ -136,36 +123,6 @@ def test_over_long_conversation_is_trimmed_oldest_first(chat_api) -> None:
     response = httpx.post(chat_api.url + URL, json={"messages": messages, "max_tokens": 16}, timeout=60)
     assert response.status_code == 200, response.text
     assert response.json()["usage"]["prompt_tokens"] <= 1024 - 16
-
-
-def test_fit_drops_history_then_sources() -> None:
-    def count(messages: list) -> int:
-        return sum(len(m["content"]) for m in messages)
-
-    messages = [
-        {"role": "system", "content": "S"},
-        {"role": "user", "content": "old" * 10},
-        {"role": "user", "content": "Q"},
-    ]
-    kept = fit(messages, [], count, budget=5)
-    assert [m["content"] for m in kept.messages] == ["S", "Q"] and kept.dropped_messages == 1
-    with pytest.raises(PromptTooLong):
-        fit([{"role": "user", "content": "x" * 50}], [], count, budget=10)
-
-
-def test_fit_is_linear_in_a_long_history() -> None:
-    """Each count renders and tokenizes the whole candidate: a 10,000-message history must not cost
-    10,000 of them (one request ran for minutes)."""
-    calls = []
-
-    def count(messages: list) -> int:
-        calls.append(len(messages))
-        return sum(len(m["content"]) for m in messages)
-
-    messages = [{"role": "user", "content": f"message {i:05d}"} for i in range(10_000)]
-    kept = fit(messages, [], count, budget=10 * len("message 00000"))
-    assert [m["content"] for m in kept.messages][-1] == "message 09999" and len(kept.messages) == 10
-    assert kept.dropped_messages == 9_990 and len(calls) <= 20 and sum(calls) <= 10_000 * 15
 
 
 @pytest.mark.parametrize(
@@ -218,10 +175,10 @@ def test_chat_command_streams_and_prints_sources(settings, tiny_chat: str, engin
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["ONNXVEC_HOME"] = str(settings.home)
     with engine.begin() as conn:
-        col = store.create_collection(conn, "cli-chat", embedder.manifest.name, embedder.dims, "cosine")
+        col = collections.create_collection(conn, "cli-chat", embedder.manifest.name, embedder.dims, "cosine")
         (doc,) = documents.register(conn, col, [SourceDocument("n1", "mem://note", "Paris is in France.", {})]).queued
         vector = embedder.embed(["Paris is in France."]).vectors[0]
-        store.write_chunks(conn, col, doc, [store.ChunkRow(0, "Paris is in France.", "h", 6, vector)])
+        chunks.write_chunks(conn, col, doc, [chunks.ChunkRow(0, "Paris is in France.", "h", 6, vector)])
     args = [sys.executable, "-m", "onnxvec", "chat", "Where is Paris?", "--model", tiny_chat, "--max-tokens", "4"]
     done = subprocess.run([*args, "--collection", "cli-chat"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

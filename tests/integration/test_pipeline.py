@@ -16,7 +16,7 @@ from onnxvec.ingest.pipeline import Pipeline
 from onnxvec.models.pull import pull_local
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import documents, store
+from onnxvec.storage import chunks, collections, documents
 
 PARAS = [
     f"Section {i}. " + " ".join(f"Fact {i}.{j} about pgvector indexes and recall." for j in range(12)) for i in range(5)
@@ -27,12 +27,14 @@ def _doc(name: str, body: str) -> SourceDocument:
     return SourceDocument(name, f"mem://{name}", body, {"name": name})
 
 
-def _collection(engine: Engine, name: str) -> store.Collection:
+def _collection(engine: Engine, name: str) -> collections.Collection:
     with engine.begin() as conn:
-        return store.create_collection(conn, name, "all-MiniLM-L6-v2", 384, "cosine", chunk_tokens=64, chunk_overlap=8)
+        return collections.create_collection(
+            conn, name, "all-MiniLM-L6-v2", 384, "cosine", chunk_tokens=64, chunk_overlap=8
+        )
 
 
-def _register(engine: Engine, col: store.Collection, docs: list[SourceDocument]) -> documents.Registered:
+def _register(engine: Engine, col: collections.Collection, docs: list[SourceDocument]) -> documents.Registered:
     with engine.begin() as conn:
         return documents.register(conn, col, docs)
 
@@ -67,7 +69,7 @@ def test_only_changed_chunks_are_embedded_again(settings: Settings, engine: Engi
     assert outcome.done == 1 and outcome.reused_chunks == kept and kept >= len(before) - 3
     assert outcome.embedded_chunks == len(after) - kept and 0 < outcome.embedded_chunks <= 3
     with engine.connect() as conn:
-        hits = store.search(conn, col, embedder.embed(["cooking pasta"]).vectors[0], k=1)
+        hits = chunks.search(conn, col, embedder.embed(["cooking pasta"]).vectors[0], k=1)
     assert "pasta" in hits[0].text
 
 
@@ -158,7 +160,7 @@ def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine
 def test_a_collection_whose_model_is_missing_fails_alone(settings: Settings, engine: Engine, embedder) -> None:
     good = _collection(engine, "model-ok")
     with engine.begin() as conn:
-        bad = store.create_collection(conn, "model-missing", "no-such-model", 384, "cosine")
+        bad = collections.create_collection(conn, "model-missing", "no-such-model", 384, "cosine")
     ids = _register(engine, bad, [_doc("x", PARAS[1])]).queued + _register(engine, good, [_doc("y", PARAS[2])]).queued
     outcome = Pipeline(settings, engine).process(ids)  # one task holding both, as the reconciler may send
     assert (outcome.done, outcome.failed) == (1, 1)
@@ -219,7 +221,9 @@ def test_passages_get_the_models_passage_prefix(settings: Settings, engine: Engi
     )
     prefixed = EmbeddingEngine(model_store.get("prefixed"), model_store, settings)
     with engine.begin() as conn:
-        col = store.create_collection(conn, "prefixed", "prefixed", 384, "cosine", chunk_tokens=256, chunk_overlap=0)
+        col = collections.create_collection(
+            conn, "prefixed", "prefixed", 384, "cosine", chunk_tokens=256, chunk_overlap=0
+        )
     (doc_id,) = _register(engine, col, [_doc("long", " ".join(PARAS * 3))]).queued
     assert Pipeline(settings, engine).process([doc_id]).done == 1
     with engine.connect() as conn:
@@ -238,19 +242,3 @@ def test_passages_get_the_models_passage_prefix(settings: Settings, engine: Engi
     assert not any(with_prefix.truncated)
     np.testing.assert_allclose(stored, with_prefix.vectors, atol=1e-5)
     assert np.abs(stored - prefixed.embed(texts).vectors).max() > 1e-2
-
-
-def test_status_says_why_work_stalls() -> None:
-    def counts(pending: int, done_last_minute: int = 0) -> dict:
-        return {"documents": {"pending": pending}, "done_last_minute": done_last_minute}
-
-    def claims(live: int = 0, lapsed: int = 0, waited: float = 60) -> dict:
-        return {"live_claims": live, "lapsed_claims": lapsed, "oldest_pending_seconds": waited}
-
-    assert register.stall(counts(0), claims(), 0, 5) is None  # nothing to do
-    assert register.stall(counts(9), claims(live=8), 0, 5) is None  # a worker is on it
-    assert register.stall(counts(9, done_last_minute=30), claims(), 0, 5) is None  # moving
-    assert register.stall(counts(9), claims(waited=2), 0, 5) is None  # just registered
-    assert "no worker takes them" in register.stall(counts(9), claims(), 3, 5)
-    assert "is a worker running" in register.stall(counts(9), claims(), 0, 5)
-    assert "3 claims lapsed" in register.stall(counts(0), claims(lapsed=3), 0, 5)

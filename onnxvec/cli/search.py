@@ -1,0 +1,45 @@
+"""`onnxvec search`: ranked chunks for a query, through the same search path as the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from onnxvec.cli.common import app, database, pairs
+from onnxvec.config import get_settings
+from onnxvec.embedding.service import EmbeddingService
+from onnxvec.retrieval.search import SearchResult, search_text
+
+
+@app.command("search")
+def search_command(
+    query: str,
+    collection: Annotated[str, typer.Option()],
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000)] = 5,
+    filter: Annotated[list[str] | None, typer.Option(help="metadata key=value (all must match)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Ranked chunks for a query, scored with the collection's metric."""
+    settings = get_settings()
+    conditions = pairs(filter, "--filter") or None
+
+    async def run() -> SearchResult:
+        embeddings = EmbeddingService(settings)
+        try:
+            return await search_text(
+                database(settings), embeddings, collection, query, k, filter=conditions, ef_search=settings.ef_search
+            )
+        finally:
+            await embeddings.close()
+
+    found = asyncio.run(run())
+    metric = found.collection.metric
+    if as_json:
+        typer.echo(json.dumps([hit.__dict__ | {"metric": metric} for hit in found.hits]))
+        return
+    for rank, hit in enumerate(found.hits, start=1):
+        typer.echo(f"{rank}. {hit.score:+.4f} [{metric}] doc {hit.document_id} {hit.source or hit.external_id}")
+        typer.echo(f"   {hit.text[:200]!r}")

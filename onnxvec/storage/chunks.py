@@ -1,0 +1,160 @@
+"""Chunks and their vectors: binary COPY in, and the collection's nearest-neighbour scan out (its
+metric's operator, its own index, the metadata filter inside the scan), scored so higher is better."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector
+from sqlalchemy import Connection, text
+
+from onnxvec.config import default
+from onnxvec.errors import StoreError
+from onnxvec.storage.collections import Collection
+from onnxvec.storage.filters import check_range_types, metadata_filter
+from onnxvec.values import without_paths
+
+OPERATOR: dict[str, str] = {"cosine": "<=>", "l2": "<->", "ip": "<#>"}
+
+
+MAX_K = 1000  # pgvector's largest hnsw.ef_search
+
+
+# up to this many chunks a collection is searched exactly: a scan of a few thousand vectors takes a few
+# ms, while HNSW on small, near-duplicate collections missed the true top-1 at ef_search 100
+# (tests/integration/test_worker.py: 400 chunks from six 8-word vocabularies; ef_search 200 found it)
+EXACT_SEARCH_MAX_CHUNKS = 5000
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    ordinal: int
+    text: str
+    content_hash: str
+    token_count: int
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: int
+    document_id: int
+    external_id: str
+    source: str | None
+    metadata: dict[str, Any]
+    ordinal: int
+    text: str
+    distance: float
+    score: float
+
+
+_REGISTERED: weakref.WeakSet = weakref.WeakSet()
+
+
+def vector_connection(conn: Connection) -> psycopg.Connection:
+    """The psycopg connection under `conn`, taught pgvector's types once (for COPY and reading vectors)."""
+    raw = conn.connection.driver_connection
+    if raw not in _REGISTERED:
+        register_vector(raw)
+        _REGISTERED.add(raw)
+    return raw
+
+
+def write_chunks(conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]) -> int:
+    """COPY chunks and their vectors in binary; runs inside the caller's transaction."""
+    raw = vector_connection(conn)
+    count = 0
+    with (
+        raw.cursor() as cur,
+        cur.copy(
+            "COPY chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding)"
+            " FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.set_types(["int4", "int8", "int4", "text", "text", "int4", "vector"])
+        for chunk in chunks:
+            if chunk.embedding.shape != (collection.dims,):
+                raise StoreError(
+                    f"{collection.name} stores {collection.dims}-d vectors, got shape {chunk.embedding.shape}"
+                )
+            copy.write_row(
+                [
+                    collection.id,
+                    document_id,
+                    chunk.ordinal,
+                    chunk.text,
+                    chunk.content_hash,
+                    chunk.token_count,
+                    np.asarray(chunk.embedding, dtype=np.float32),
+                ]
+            )
+            count += 1
+    return count
+
+
+def search(
+    conn: Connection,
+    collection: Collection,
+    query: np.ndarray,
+    k: int = 10,
+    *,
+    filter: dict[str, Any] | None = None,
+    ef_search: int = default("ef_search"),
+) -> list[Hit]:
+    """Top-k chunks by the collection's metric, filtered on document metadata during the index scan.
+
+    Iterative index scans (pgvector 0.8) keep scanning the HNSW graph until k rows pass the filter,
+    so a selective filter does not starve the result as a post-filter would.
+    """
+    vector = np.asarray(query, dtype=np.float32)
+    if vector.shape != (collection.dims,):
+        raise StoreError(f"{collection.name} holds {collection.dims}-d vectors, the query has {vector.shape}")
+    if not 1 <= k <= MAX_K:
+        raise StoreError(f"k must be between 1 and {MAX_K}, not {k}")
+    vector_connection(conn)  # the query vector is bound as a pgvector value
+    conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), MAX_K)}"))
+    conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
+    chunks = conn.execute(
+        text("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE collection_id = :c LIMIT :n) s"),
+        {"c": collection.id, "n": EXACT_SEARCH_MAX_CHUNKS + 1},
+    ).scalar_one()
+    distance = f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
+    # an ORDER BY the HNSW index cannot serve makes a small collection's search exact (its rows come
+    # through the collection_id index and are sorted), without touching the session's planner settings
+    order = f"({distance}) + 0" if chunks <= EXACT_SEARCH_MAX_CHUNKS else distance
+    where = f"c.collection_id = {int(collection.id)}"
+    params: dict[str, Any] = {"q": vector, "k": int(k)}
+    if filter:
+        clauses, filter_params = metadata_filter(filter, collection.hidden_metadata)
+        check_range_types(conn, collection, filter)
+        where += "".join(f" AND {clause}" for clause in clauses)
+        params |= filter_params
+    rows = conn.execute(
+        text(
+            "SELECT c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text,"
+            f" {distance} AS distance"
+            f" FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}"
+            f" ORDER BY {order} LIMIT :k"
+        ),
+        params,
+    )
+    return [
+        Hit(
+            *row[:4],
+            without_paths(row[4], collection.hidden_metadata),
+            *row[5:7],
+            distance=float(row[7]),
+            score=score(collection.metric, float(row[7])),
+        )
+        for row in rows
+    ]
+
+
+def score(metric: str, distance: float) -> float:
+    """Higher is better, whatever the metric: cosine similarity, inner product, or negated L2 distance."""
+    return 1.0 - distance if metric == "cosine" else -distance  # pgvector's <#> is the negative inner product

@@ -1,0 +1,1 @@
+"""Pure logic: no services, no models; seconds (`make test-fast`)."""
