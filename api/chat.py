@@ -92,8 +92,33 @@ def event_stream(events: AsyncGenerator[bytes, None]) -> StreamingResponse:
     return StreamingResponse(guarded(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def whole_text(chat: ChatService, generation: RemoteGeneration, owner: str) -> str:
-    return "".join([delta async for delta in chat.stream(generation, owner)])
+async def choice_text(
+    request: Request, prepared: Prepared, sampling: Sampling, index: int
+) -> tuple[str, RemoteGeneration]:
+    """Choice `index` generated whole (non-streaming); a client that leaves stops it (499). Counted in
+    the metrics either way."""
+    chat: ChatService = request.app.state.chat
+    generation = chat.start(prepared, sampling, index)
+
+    async def whole() -> str:
+        return "".join([delta async for delta in chat.stream(generation, prepared.owner)])
+
+    try:
+        return await unless_gone(request, whole()), generation
+    finally:  # also when the client left: counted as cancelled
+        request.app.state.metrics.on_generation(prepared.engine.name, generation)
+
+
+async def counted_deltas(
+    chat: ChatService, prepared: Prepared, generation: RemoteGeneration, metrics: Any
+) -> AsyncIterator[str]:
+    """A streamed choice's text deltas (logprobs and the finish reason accumulate on `generation`),
+    counted in the metrics however the stream ends. Use it under contextlib.aclosing."""
+    try:
+        async for delta in chat.stream(generation, prepared.owner):
+            yield delta
+    finally:  # also when the client went away: counted as cancelled
+        metrics.on_generation(prepared.engine.name, generation)
 
 
 def _usage(prepared: Prepared, completion_tokens: int) -> dict[str, int]:
@@ -124,11 +149,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         return event_stream(events)
     choices, completion_tokens = [], 0
     for index in range(core.n):
-        generation = chat.start(prepared, core.sampling, index)
-        try:
-            text = await unless_gone(request, whole_text(chat, generation, prepared.owner))
-        finally:  # also when the client left: counted as cancelled
-            request.app.state.metrics.on_generation(prepared.engine.name, generation)
+        text, generation = await choice_text(request, prepared, core.sampling, index)
         completion_tokens += generation.completion_tokens
         choices.append(
             {
@@ -165,16 +186,14 @@ async def _events(
     for index in range(core.n):
         generation = chat.start(prepared, core.sampling, index)
         yield event([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        try:
-            sent = 0
-            async for delta in chat.stream(generation, prepared.owner):
+        sent = 0
+        async with contextlib.aclosing(counted_deltas(chat, prepared, generation, metrics)) as deltas:
+            async for delta in deltas:
                 entries = generation.logprobs[sent:]  # appended by the generation thread meanwhile
                 sent += len(entries)
                 logprobs = _logprobs(core.sampling, entries)
                 choice = {"index": index, "delta": {"content": delta}, "logprobs": logprobs, "finish_reason": None}
                 yield event([choice])
-        finally:  # also when the client went away: counted as cancelled
-            metrics.on_generation(prepared.engine.name, generation)
         completion_tokens += generation.completion_tokens
         last = {"citations": prepared.citations(), "retrieval_ms": round(prepared.retrieval_ms, 2)}
         last = last if index == core.n - 1 else {}

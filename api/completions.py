@@ -3,6 +3,7 @@ default, and llama-server and vLLM serve), on the same chat models, engine and q
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -12,9 +13,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from api.chat import event_stream, sampling_of, whole_text
+from api.chat import choice_text, counted_deltas, event_stream, sampling_of
 from api.chat_schemas import COMPLETION_RESPONSES, Completion, CompletionRequest
-from api.disconnect import unless_gone
 from api.routes import JSON
 from onnxvec.chat.generate import Sampling
 from onnxvec.chat.service import ChatService, Prepared
@@ -39,11 +39,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
         return event_stream(events)
     choices, completion_tokens = [], 0
     for number, (index, prompt) in enumerate(_choices(prepared, body.n)):
-        generation = chat.start(prompt, sampling, number)
-        try:
-            text = await unless_gone(request, whole_text(chat, generation, owner))
-        finally:
-            request.app.state.metrics.on_generation(prompt.engine.name, generation)
+        text, generation = await choice_text(request, prompt, sampling, number)
         completion_tokens += generation.completion_tokens
         text = echoes[index // body.n] + text
         choices.append({"text": text, "index": index, "logprobs": None, "finish_reason": _finish(generation)})
@@ -89,11 +85,9 @@ async def _events(
         if echo := echoes[index // body.n]:
             yield event([{"text": echo, "index": index, "logprobs": None, "finish_reason": None}])
         generation = chat.start(prompt, sampling, number)
-        try:
-            async for delta in chat.stream(generation, prompt.owner):
+        async with contextlib.aclosing(counted_deltas(chat, prompt, generation, metrics)) as deltas:
+            async for delta in deltas:
                 yield event([{"text": delta, "index": index, "logprobs": None, "finish_reason": None}])
-        finally:  # also when the client went away: counted as cancelled
-            metrics.on_generation(prompt.engine.name, generation)
         completion_tokens += generation.completion_tokens
         yield event([{"text": "", "index": index, "logprobs": None, "finish_reason": _finish(generation)}])
     if body.stream_options and body.stream_options.include_usage:

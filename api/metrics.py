@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from onnxvec.chat.generate import GenerationState
 from onnxvec.infra import broker
-from onnxvec.storage import documents
+from onnxvec.storage import stats
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -35,9 +35,9 @@ class IngestCollector(Collector):
         chunks = GaugeMetricFamily("onnxvec_ingest_chunks", "Stored chunks by collection", labels=["collection"])
         try:
             with self.db.connect() as conn:
-                for name, state, count in documents.counts_by_collection(conn):
+                for name, state, count in stats.counts_by_collection(conn):
                     docs.add_metric([name, state], count)
-                for name, count in documents.chunks_by_collection(conn):
+                for name, count in stats.chunks_by_collection(conn):
                     chunks.add_metric([name], count)
             yield docs
             yield chunks

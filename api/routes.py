@@ -33,7 +33,7 @@ from api.schemas import (
 from onnxvec.embedding.service import EmbeddingService, shorten, to_base64
 from onnxvec.models.manifest import ModelManifest
 from onnxvec.retrieval.search import search_text
-from onnxvec.storage import collections, documents
+from onnxvec.storage import collections, stats
 
 router = APIRouter(prefix="/v1")
 
@@ -179,9 +179,9 @@ def _collections(db: Engine) -> list[dict[str, Any]]:
     with db.connect() as conn:
         rows = collections.list_collections(conn)
         states: dict[str, dict[str, int]] = {}
-        for name, state, count in documents.counts_by_collection(conn):
+        for name, state, count in stats.counts_by_collection(conn):
             states.setdefault(name, {})[state] = count
-        chunks = dict(documents.chunks_by_collection(conn))
+        chunks = dict(stats.chunks_by_collection(conn))
     return [
         {
             "object": "collection",

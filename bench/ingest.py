@@ -33,7 +33,7 @@ from onnxvec.ingest import register
 from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import chunks, collections, documents
+from onnxvec.storage import chunks, collections, documents, stats
 
 TOPICS = [
     "database index query replica backup schema shard commit rollback transaction vacuum planner",
@@ -84,7 +84,7 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
         worker.wait()
     with engine.connect() as conn:
         col = collections.get_collection(conn, name)
-        assert documents.counts(conn, col)["documents"]["done"] == len(report.queued)
+        assert stats.counts(conn, col)["documents"]["done"] == len(report.queued)
         tokens = conn.execute(
             text("SELECT sum(token_count) FROM chunks WHERE collection_id = :c"), {"c": col.id}
         ).scalar_one()

@@ -16,7 +16,7 @@ from onnxvec.config import get_settings
 from onnxvec.infra import broker, embedded
 from onnxvec.ingest import register
 from onnxvec.sources.files import LoadOptions
-from onnxvec.storage import collections, documents
+from onnxvec.storage import collections, documents, stats
 
 
 @app.command("ingest")
@@ -151,9 +151,9 @@ def status_command(
     endpoints = embedded.ensure_services(settings)
     with database(settings).connect() as conn:
         col = collections.get_collection(conn, collection) if collection else None
-        counts = documents.counts(conn, col)
-        claims = documents.claims(conn)
-        failures = documents.failures(conn, col) if failed else []
+        counts = stats.counts(conn, col)
+        claims = stats.claims(conn)
+        failures = stats.failures(conn, col) if failed else []
     counts["queue_depth"] = broker.queue_depth(endpoints.redis_url)
     counts["stalled"] = register.stall(counts, claims, counts["queue_depth"], settings.reconcile_seconds)
     counts["docs_per_s_last_minute"] = round(counts.pop("done_last_minute") / 60, 2)

@@ -132,7 +132,7 @@ class Pipeline:
         if not chunked:
             return
         with self.db.connect() as conn:
-            stored = documents.existing_vectors(conn, list(chunked))
+            stored = chunks.existing_vectors(conn, list(chunked))
         todo = [
             (doc_id, c) for doc_id, pieces in chunked.items() for c in pieces if (doc_id, c.content_hash) not in stored
         ]

@@ -21,7 +21,7 @@ from onnxvec.models.manifest import require
 from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import LoadOptions, SourceDocument, expand, load_file, load_stdin
-from onnxvec.storage import collections, documents
+from onnxvec.storage import collections, documents, stats
 
 FILES_PER_SLICE = 200
 
@@ -157,7 +157,7 @@ def wait(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         with db.connect() as conn:
-            counts = documents.counts(conn, collection, ids)
+            counts = stats.counts(conn, collection, ids)
         on_progress(counts)
         states = counts["documents"]
         if states["pending"] + states["processing"] == 0:

@@ -4,7 +4,7 @@ metric's operator, its own index, the metadata filter inside the scan), scored s
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,3 +158,12 @@ def search(
 def score(metric: str, distance: float) -> float:
     """Higher is better, whatever the metric: cosine similarity, inner product, or negated L2 distance."""
     return 1.0 - distance if metric == "cosine" else -distance  # pgvector's <#> is the negative inner product
+
+
+def existing_vectors(conn: Connection, doc_ids: Sequence[int]) -> dict[tuple[int, str], np.ndarray]:
+    """Stored vectors by (document, chunk content hash): unchanged chunks are not embedded again."""
+    cur = vector_connection(conn).execute(
+        "SELECT document_id, content_hash, embedding FROM chunks WHERE document_id = ANY(%s)",
+        (list(doc_ids),),
+    )
+    return {(doc_id, digest): vector.to_numpy() for doc_id, digest, vector in cur}

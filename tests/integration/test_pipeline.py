@@ -16,7 +16,7 @@ from onnxvec.ingest.pipeline import Pipeline
 from onnxvec.models.pull import pull_local
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import chunks, collections, documents
+from onnxvec.storage import chunks, collections, documents, stats
 
 PARAS = [
     f"Section {i}. " + " ".join(f"Fact {i}.{j} about pgvector indexes and recall." for j in range(12)) for i in range(5)
@@ -125,13 +125,13 @@ def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, en
     assert len(registered.queued) == 1 and registered.failed == 1
     assert Pipeline(settings, engine).process(registered.queued).done == 1
     with engine.begin() as conn:
-        (failure,) = documents.failures(conn, col)
+        (failure,) = stats.failures(conn, col)
         assert failure["external_id"] == "bad" and failure["error"] == "binary file (NUL bytes), not text"
         retried = documents.retry(conn, col)
     outcome = Pipeline(settings, engine).process(retried)  # still no content: fails again with its reason
     assert outcome.failed == 1 and outcome.done == 0
     with engine.connect() as conn:
-        assert documents.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": 1, "failed": 1}
+        assert stats.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": 1, "failed": 1}
 
 
 def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine: Engine, endpoints, tmp_path) -> None:
@@ -165,9 +165,9 @@ def test_a_collection_whose_model_is_missing_fails_alone(settings: Settings, eng
     outcome = Pipeline(settings, engine).process(ids)  # one task holding both, as the reconciler may send
     assert (outcome.done, outcome.failed) == (1, 1)
     with engine.connect() as conn:
-        (failure,) = documents.failures(conn, bad)
+        (failure,) = stats.failures(conn, bad)
         assert "embedding model unavailable" in failure["error"] and "no-such-model" in failure["error"]
-        assert documents.counts(conn, good)["documents"]["done"] == 1
+        assert stats.counts(conn, good)["documents"]["done"] == 1
 
 
 class _Broker:

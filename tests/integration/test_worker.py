@@ -17,7 +17,7 @@ from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker, embedded
 from onnxvec.ingest import register
-from onnxvec.storage import chunks, collections, documents
+from onnxvec.storage import chunks, collections, stats
 from tests.helpers import WorkerProcess, onnxvec
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
@@ -74,7 +74,7 @@ def _wait_until(engine: Engine, name: str, done: Callable[[dict], bool], timeout
     deadline = time.monotonic() + timeout
     while True:
         with engine.connect() as conn:
-            counts = documents.counts(conn, collections.get_collection(conn, name))
+            counts = stats.counts(conn, collections.get_collection(conn, name))
         if done(counts["documents"]):
             return counts
         assert time.monotonic() < deadline, counts
@@ -89,7 +89,7 @@ def _assert_exactly_once(engine: Engine, name: str, total: int) -> None:
     """Every document done once: its chunks numbered 0..n-1 with no gap and no duplicate."""
     with engine.connect() as conn:
         col = collections.get_collection(conn, name)
-        assert documents.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": total, "failed": 0}
+        assert stats.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": total, "failed": 0}
         bad = conn.execute(
             text(
                 "SELECT d.id FROM documents d LEFT JOIN chunks c ON c.document_id = d.id WHERE d.collection_id = :c"
@@ -172,11 +172,11 @@ def mid_ingest(
 
 def _finishes_exactly_once(engine: Engine, name: str, total: int, fault: str, started: float) -> None:
     with engine.connect() as conn:
-        assert documents.counts(conn, collections.get_collection(conn, name))["documents"]["done"] < total  # mid-ingest
+        assert stats.counts(conn, collections.get_collection(conn, name))["documents"]["done"] < total  # mid-ingest
     _wait_until(engine, name, _all_finished)
     _assert_exactly_once(engine, name, total)
     with engine.connect() as conn:
-        stored = documents.counts(conn, collections.get_collection(conn, name))["chunks"]
+        stored = stats.counts(conn, collections.get_collection(conn, name))["chunks"]
     seconds = round(time.monotonic() - started, 1)
     figures = {"fault": fault, "documents": total, "chunks": stored, "lost": 0, "duplicate_chunks": 0}
     print(json.dumps(figures | {"seconds_from_fault": seconds}))

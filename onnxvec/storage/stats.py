@@ -1,0 +1,90 @@
+"""What the documents and chunks tables say about progress: counts by state, live claims, failures,
+per-collection totals (for `onnxvec status`, waiting ingests, the collection list and /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, text
+
+from onnxvec.storage.collections import Collection
+
+
+def counts(conn: Connection, collection: Collection | None = None, ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """Documents and their text bytes by state (bytes follow tokens, so a progress ETA holds where
+    documents range from 3 to 150 chunks), chunks, and documents finished in the last minute."""
+    where, params = "TRUE", {}
+    if collection is not None:
+        where, params = "collection_id = :cid", {"cid": collection.id}
+    if ids is not None:
+        where, params = where + " AND id = ANY(:ids)", params | {"ids": list(ids)}
+    rows = conn.execute(
+        text(f"SELECT state, count(*), sum(octet_length(content)) FROM documents WHERE {where} GROUP BY state"),
+        params,
+    ).all()
+    by_state = {state: count for state, count, _ in rows}
+    text_bytes = {state: int(size or 0) for state, _, size in rows}
+    recent = conn.execute(
+        text(
+            f"SELECT count(*) FROM documents WHERE {where} AND state = 'done' AND updated_at > now() - interval '60 s'"
+        ),
+        params,
+    ).scalar_one()
+    chunk_where = "TRUE" if collection is None else "collection_id = :cid"
+    chunks = conn.execute(text(f"SELECT count(*) FROM chunks WHERE {chunk_where}"), params).scalar_one()
+    states = {state: int(by_state.get(state, 0)) for state in ("pending", "processing", "done", "failed")}
+    return {
+        "documents": states,
+        "text_bytes": {state: text_bytes.get(state, 0) for state in states},
+        "total": sum(states.values()),
+        "chunks": int(chunks),
+        "done_last_minute": int(recent),
+    }
+
+
+def claims(conn: Connection) -> dict[str, float]:
+    """Live and lapsed claims, and how long the oldest pending document has waited: what tells a stall."""
+    live, lapsed, waited = conn.execute(
+        text(
+            "SELECT count(*) FILTER (WHERE state = 'processing' AND lease_until >= now()),"
+            " count(*) FILTER (WHERE state = 'processing' AND lease_until < now()),"
+            " coalesce(extract(epoch FROM now() - min(updated_at) FILTER (WHERE state = 'pending')), 0)"
+            " FROM documents"
+        )
+    ).one()
+    return {"live_claims": int(live), "lapsed_claims": int(lapsed), "oldest_pending_seconds": round(float(waited), 1)}
+
+
+def failures(conn: Connection, collection: Collection | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    where = "d.state = 'failed'" + (f" AND d.collection_id = {int(collection.id)}" if collection else "")
+    rows = conn.execute(
+        text(
+            "SELECT d.id, c.name, d.external_id, d.attempts, d.last_error, d.updated_at FROM documents d"
+            f" JOIN collections c ON c.id = d.collection_id WHERE {where} ORDER BY d.id LIMIT :limit"
+        ),
+        {"limit": limit},
+    )
+    keys = ("id", "collection", "external_id", "attempts", "error", "updated_at")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def counts_by_collection(conn: Connection) -> list[tuple[str, str, int]]:
+    """(collection, state, documents) for every collection: what the metrics endpoint reports."""
+    rows = conn.execute(
+        text(
+            "SELECT c.name, d.state, count(*) FROM documents d JOIN collections c ON c.id = d.collection_id"
+            " GROUP BY c.name, d.state ORDER BY c.name, d.state"
+        )
+    )
+    return [(name, state, int(count)) for name, state, count in rows]
+
+
+def chunks_by_collection(conn: Connection) -> list[tuple[str, int]]:
+    rows = conn.execute(
+        text(
+            "SELECT c.name, count(ch.id) FROM collections c LEFT JOIN chunks ch ON ch.collection_id = c.id"
+            " GROUP BY c.name ORDER BY c.name"
+        )
+    )
+    return [(name, int(count)) for name, count in rows]
