@@ -140,6 +140,7 @@ async def search(body: SearchRequest, request: Request) -> JSON:
         body.k,
         filter=body.filter,
         ef_search=body.ef_search or request.app.state.settings.ef_search,
+        owner=request.state.owner,
     )
     data = [
         {

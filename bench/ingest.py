@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +32,9 @@ from onnxvec.models.pull import pull
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import chunks, collections, documents, stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.helpers
+from tests.helpers import WorkerProcess  # noqa: E402  (the same starters as the tests)
 
 TOPICS = [
     "database index query replica backup schema shard commit rollback transaction vacuum planner",
@@ -53,26 +54,10 @@ def write_corpus(root: Path, count: int, seed: int = 7) -> None:
         (root / f"doc{i:05d}.txt").write_text("\n\n".join(paragraphs))
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen:
-    env = os.environ | {"ONNXVEC_HOME": str(settings.home)}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxvec", "worker", "--concurrency", "1"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    while " ready." not in log.read_text(errors="replace"):
-        if proc.poll() is not None:
-            raise RuntimeError(log.read_text()[-2000:])
-        time.sleep(0.2)
-    return proc
-
-
 def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, log: Path) -> tuple[float, int, int]:
     """Seconds from the ingest command's start to the last document done, documents and tokens embedded."""
-    worker = start_worker(settings, log)
+    # the tests' worker process, with the default message size rather than the tests' small one
+    worker = WorkerProcess(settings, log, ONNXVEC_TASK_DOCUMENTS=str(settings.task_documents))
     try:
         app = broker.make_app(settings, embedded.ensure_services(settings).redis_url)
         started = time.perf_counter()
@@ -80,8 +65,7 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
         register.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.5)
         seconds = time.perf_counter() - started
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait()
+        worker.kill(signal.SIGTERM)
     with engine.connect() as conn:
         col = collections.get_collection(conn, name)
         assert stats.counts(conn, col)["documents"]["done"] == len(report.queued)

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from onnxvec.config import Settings
 
 
@@ -93,3 +95,21 @@ class ApiServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def serve(settings: Settings, port: int, log: Path) -> subprocess.Popen:
+    """`onnxvec serve` in a process of its own on `port`, returned once /ready answers 200; a server
+    that never becomes ready is stopped (it must not outlive the run) and its log tail raised."""
+    env = os.environ | {"ONNXVEC_HOME": str(settings.home), "ONNXVEC_API_PORT": str(port)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "onnxvec", "serve"], env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 120
+    while True:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.terminate()
+            proc.wait(timeout=30)
+            raise RuntimeError(f"the server did not become ready:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)

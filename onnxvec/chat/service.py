@@ -171,7 +171,13 @@ class ChatService:
             await asyncio.to_thread(find_collection, self.db, request.collection or "")
             raise InvalidRequest("Retrieval needs a user message to search with.", "messages")
         found = await search_text(
-            self.db, self.embeddings, request.collection or "", query, request.k, filter=request.filter
+            self.db,
+            self.embeddings,
+            request.collection or "",
+            query,
+            request.k,
+            filter=request.filter,
+            owner=request.owner,
         )
         return [h for h in found.hits if request.min_score is None or h.score >= request.min_score]
 

@@ -36,13 +36,15 @@ async def search_text(
     *,
     filter: dict[str, Any] | None = None,
     ef_search: int = default("ef_search"),
+    owner: str = "",
 ) -> SearchResult:
-    """CollectionNotFound, StoreError (bad filter) and the embedding service's errors pass through."""
+    """CollectionNotFound, StoreError (bad filter) and the embedding service's errors pass through.
+    The query waits for the model in `owner`'s turns, as any embeddings request of that client does."""
     if invalid_unicode(query):
         raise InvalidRequest("'query' is not valid Unicode (an unpaired surrogate).", "query")
     found = await asyncio.to_thread(find_collection, db, collection)
     manifest = embeddings.manifest(found.model)
-    _, result = await embeddings.embed(manifest.name, query, prefix=manifest.query_prefix)
+    _, result = await embeddings.embed(manifest.name, query, prefix=manifest.query_prefix, owner=owner)
     hits = await asyncio.to_thread(_search, db, found, result.vectors[0], k, filter, ef_search)
     return SearchResult(found, hits, result.encoded.tokens[0])
 
