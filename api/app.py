@@ -28,6 +28,7 @@ from api.guard import Guard
 from api.metrics import Metrics
 from api.routes import JSON, router
 from api.schemas import Health, NotReady, Ready, error_responses
+from api.sources import router as sources_router
 from onnxvec.chat.service import ChatService
 from onnxvec.config import Settings, get_settings
 from onnxvec.embedding.service import EmbeddingService
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router, dependencies=secured, responses=shared)
     app.include_router(chat_router, dependencies=secured, responses=shared)
     app.include_router(completions_router, dependencies=secured, responses=shared)
+    app.include_router(sources_router, dependencies=secured, responses=shared)
     _probes(app)
     app.openapi = _openapi(app)
     return app

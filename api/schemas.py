@@ -269,6 +269,23 @@ class CollectionList(BaseModel):
     data: list[Collection]
 
 
+class Source(BaseModel):
+    object: Literal["source"]
+    id: str = Field(description="the source's name; its documents' ids are NAME:KEY")
+    table: str = Field(description="schema.table")
+    collection: str
+    key: list[str] = Field(description="the key columns")
+    mode: Literal["triggers"]
+    queued: int = Field(description="changed rows waiting to be applied")
+    lag_seconds: float = Field(description="age of the oldest queued change (0 when none)")
+    documents: dict[str, int] = Field(description="the source's documents by state")
+
+
+class SourceList(BaseModel):
+    object: Literal["list"]
+    data: list[Source]
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

@@ -64,6 +64,7 @@ class Settings(BaseSettings):
         default=600, gt=0, description="pending this long after enqueue while the queue holds messages: re-enqueue"
     )
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
+    sync_seconds: float = Field(default=1, gt=0, description="how often workers look for queued table changes")
     # new collections and search
     chunk_tokens: int = Field(default=256, ge=8, description="tokens per chunk of a new collection")
     chunk_overlap: int = Field(default=32, ge=0, description="tokens consecutive chunks share")

@@ -48,6 +48,13 @@ class CollectionNotFound(StoreError):
         super().__init__(message, "collection")
 
 
+class SourceNotFound(StoreError):
+    status, code = 404, "source_not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "name")
+
+
 class ModelError(OnnxvecError):
     """A model cannot be pulled or used."""
 

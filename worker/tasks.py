@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import psycopg
 import redis
@@ -12,8 +13,9 @@ from celery.signals import worker_process_init
 
 from onnxvec.config import get_settings
 from onnxvec.infra import broker, db
-from onnxvec.ingest import register
+from onnxvec.ingest import register, sync
 from onnxvec.ingest.pipeline import Outcome, Pipeline
+from onnxvec.storage import table_sources
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -27,6 +29,7 @@ TRANSIENT = (
     redis.ConnectionError,
 )
 MAX_BACKOFF_SECONDS = 8  # a restarted database sees its work resume within seconds
+SYNC_BUDGET_SECONDS = 5  # a sync run yields its process to embedding after this; the next run goes on
 _pipeline: Pipeline | None = None
 
 
@@ -55,6 +58,27 @@ def embed_documents(self, ids: list[int]) -> dict:
         raise self.retry(exc=exc, countdown=countdown) from exc
     log.info("embedded %s", outcome)
     return outcome.__dict__
+
+
+@app.task(name=broker.SYNC_TASK)
+def sync_tables() -> int:
+    """Apply the table sources' queued changes (a batch per transaction, for up to SYNC_BUDGET_SECONDS)
+    and send what changed to be embedded. Beat runs it every ONNXVEC_SYNC_SECONDS; the queue table is
+    the truth, so a lost run or a flushed Redis only delays the work."""
+    started, applied = time.monotonic(), 0
+    db = pipeline().db
+    with db.connect() as conn:
+        pending = table_sources.with_changes(conn)
+    for source_id in pending:
+        while time.monotonic() - started < SYNC_BUDGET_SECONDS:
+            with db.begin() as conn:
+                source = table_sources.get_by_id(conn, source_id)
+                done = sync.sync_batch(conn, source) if source else sync.Synced()
+            register.dispatch(db, app, done.queued, settings.task_documents)
+            applied += done.keys
+            if done.keys < sync.BATCH_ROWS:
+                break
+    return applied
 
 
 @app.task(name=broker.RECONCILE_TASK)

@@ -15,6 +15,7 @@ from onnxvec.config import Settings
 
 EMBED_TASK = "onnxvec.embed_documents"
 RECONCILE_TASK = "onnxvec.reconcile"
+SYNC_TASK = "onnxvec.sync_tables"
 QUEUE = "onnxvec"
 
 
@@ -33,7 +34,14 @@ def make_app(settings: Settings, redis_url: str) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        beat_schedule={"reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_seconds}},
+        beat_schedule={
+            "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_seconds},
+            "sync": {
+                "task": SYNC_TASK,
+                "schedule": settings.sync_seconds,
+                "options": {"expires": settings.sync_seconds},
+            },
+        },
     )
     return app
 

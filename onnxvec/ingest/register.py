@@ -43,7 +43,7 @@ def new_collection(
     conn, settings: Settings, name: str, model: str | None, metric: str | None
 ) -> collections.Collection:
     """Create a collection for an embedding model (pulled if need be) and a metric the model suits."""
-    manifest = require(pull(ModelStore(settings.models_dir), model or settings.embedding_model))
+    manifest = require(pull(ModelStore(settings.models_dir), model or settings.embedding_model), "embedding")
     if (metric or "cosine") not in manifest.distance_metrics:
         raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
     return collections.create_collection(

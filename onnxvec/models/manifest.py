@@ -135,15 +135,17 @@ def describe_folder(folder: Path) -> dict[str, Any]:
     }
 
 
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
+
+
 def require(manifest: ModelManifest, kind: Literal["embedding", "chat"]) -> ModelManifest:
     """The manifest, if it is a `kind` model onnxvec can run: the one check for every caller. Another
     kind is the request's mistake (InvalidRequest on `model`); an embedding model without its files
     is a broken model (ModelError)."""
     if manifest.kind != kind:
-        article = "an" if manifest.kind[0] in "aeiou" else "a"
-        raise InvalidRequest(
-            f"The model '{manifest.name}' is {article} {manifest.kind} model, not a {kind} model.", "model"
-        )
+        message = f"The model '{manifest.name}' is {_a(manifest.kind)} model, not {_a(kind)} model."
+        raise InvalidRequest(message, "model")
     if kind == "embedding" and not (manifest.onnx_file and manifest.tokenizer_file and manifest.dims):
         raise ModelError(f"{manifest.name} is not an embedding model with an ONNX file, tokenizer.json and dims")
     return manifest

@@ -36,11 +36,31 @@ class Claimed:
 
 
 def register(conn: Connection, collection: Collection, docs: Sequence[SourceDocument]) -> Registered:
-    """Insert or update documents in bulk; a document whose content hash is unchanged is left alone."""
+    """Insert or update documents in bulk. A document whose content hash is unchanged is not embedded
+    again; only its metadata is brought up to date."""
     queued: list[int] = []
     failed = 0
     for start in range(0, len(docs), REGISTER_BATCH):
         part = docs[start : start + REGISTER_BATCH]
+        params = {
+            "cid": collection.id,
+            "eids": [d.external_id for d in part],
+            "sources": [d.source for d in part],
+            "hashes": [d.content_hash for d in part],
+            "metas": [json.dumps(d.metadata, default=str) for d in part],
+            "contents": [None if d.error else d.text for d in part],
+            "errors": [d.error for d in part],
+        }
+        conn.execute(
+            text(
+                "UPDATE documents d SET metadata = t.metadata, source = t.source, updated_at = now()"
+                " FROM unnest(CAST(:eids AS text[]), CAST(:sources AS text[]), CAST(:hashes AS text[]),"
+                " CAST(:metas AS jsonb[])) AS t(external_id, source, content_hash, metadata)"
+                " WHERE d.collection_id = :cid AND d.external_id = t.external_id"
+                " AND d.content_hash = t.content_hash AND d.metadata IS DISTINCT FROM t.metadata"
+            ),
+            params,
+        )
         rows = conn.execute(
             text(
                 "INSERT INTO documents (collection_id, external_id, source, content_hash, metadata, content,"
@@ -57,15 +77,7 @@ def register(conn: Connection, collection: Collection, docs: Sequence[SourceDocu
                 " WHERE documents.content_hash IS DISTINCT FROM EXCLUDED.content_hash"
                 " RETURNING id, state"
             ),
-            {
-                "cid": collection.id,
-                "eids": [d.external_id for d in part],
-                "sources": [d.source for d in part],
-                "hashes": [d.content_hash for d in part],
-                "metas": [json.dumps(d.metadata, default=str) for d in part],
-                "contents": [None if d.error else d.text for d in part],
-                "errors": [d.error for d in part],
-            },
+            params,
         ).all()
         queued += [doc_id for doc_id, state in rows if state == "pending"]
         failed += sum(state == "failed" for _, state in rows)
@@ -202,6 +214,37 @@ def retry(conn: Connection, collection: Collection | None) -> list[int]:
                 f"UPDATE documents SET state = 'pending', attempts = 0, enqueued_at = NULL, updated_at = now()"
                 f" WHERE {where} RETURNING id"
             )
+        ).scalars()
+    )
+
+
+def remove(conn: Connection, collection: Collection, external_ids: Sequence[str]) -> int:
+    """Delete documents (their chunks go with them) by external id; returns how many were there."""
+    return conn.execute(
+        text("DELETE FROM documents WHERE collection_id = :cid AND external_id = ANY(:eids)"),
+        {"cid": collection.id, "eids": list(external_ids)},
+    ).rowcount
+
+
+def ids_with_prefix(conn: Connection, collection: Collection, prefix: str) -> list[str]:
+    """External ids that start with `prefix` (a table source's documents: "NAME:")."""
+    return list(
+        conn.execute(
+            text("SELECT external_id FROM documents WHERE collection_id = :cid AND starts_with(external_id, :p)"),
+            {"cid": collection.id, "p": prefix},
+        ).scalars()
+    )
+
+
+def row_keys(conn: Connection, collection: Collection, prefix: str) -> list[list]:
+    """The row keys (metadata "key") of a table source's documents, whose ids start with `prefix`."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT metadata -> 'key' FROM documents WHERE collection_id = :cid AND starts_with(external_id, :p)"
+                " AND metadata ? 'key'"
+            ),
+            {"cid": collection.id, "p": prefix},
         ).scalars()
     )
 

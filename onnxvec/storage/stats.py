@@ -88,3 +88,16 @@ def chunks_by_collection(conn: Connection) -> list[tuple[str, int]]:
         )
     )
     return [(name, int(count)) for name, count in rows]
+
+
+def counts_with_prefix(conn: Connection, collection: Collection, prefix: str) -> dict[str, int]:
+    """Documents by state among those whose ids start with `prefix` (a table source's: "NAME:")."""
+    rows = conn.execute(
+        text(
+            "SELECT state, count(*) FROM documents WHERE collection_id = :cid AND starts_with(external_id, :p)"
+            " GROUP BY state"
+        ),
+        {"cid": collection.id, "p": prefix},
+    ).all()
+    found = dict(rows)
+    return {state: int(found.get(state, 0)) for state in ("pending", "processing", "done", "failed")}

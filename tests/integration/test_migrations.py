@@ -27,7 +27,7 @@ def test_upgrade_downgrade_upgrade(endpoints: embedded.Endpoints) -> None:
     engine = db.make_engine(_empty_database(endpoints, "migrations_probe"))
     try:
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0006"
+        assert db.current_revision(engine) == "0007"
         assert {"collections", "documents", "chunks", "api_keys"} <= set(inspect(engine).get_table_names())
         assert {"collections", "read_only"} <= {c["name"] for c in inspect(engine).get_columns("api_keys")}
         assert "hidden_metadata" in {c["name"] for c in inspect(engine).get_columns("collections")}
@@ -36,7 +36,7 @@ def test_upgrade_downgrade_upgrade(endpoints: embedded.Endpoints) -> None:
         assert db.current_revision(engine) is None
         assert not {"collections", "documents", "chunks", "api_keys"} & set(inspect(engine).get_table_names())
         db.upgrade(engine)
-        assert db.current_revision(engine) == "0006"
+        assert db.current_revision(engine) == "0007"
     finally:
         engine.dispose()
 

@@ -58,3 +58,21 @@ def test_imports_flow_down_the_layers_and_never_into_the_shells() -> None:
                 wrong.append(f"{module} (layer {_layer(module)}) imports {imported} (layer {_layer(imported)})")
     assert not wrong, "\n".join(wrong)
     assert len(list((PROJECT_ROOT / "onnxvec").glob("*.py"))) <= 6  # the rest lives in its stage's package
+
+
+def test_no_import_cycles() -> None:
+    """Within a layer too: no module reaches itself through its imports (onnxvec, api and worker)."""
+    modules = {
+        _module(path): path
+        for folder in ("onnxvec", "api", "worker")
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py"))
+    }
+    graph = {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+    for start in graph:
+        seen, pending = set(), list(graph[start])
+        while pending:
+            module = pending.pop()
+            assert module != start, f"{start} imports itself through {sorted(seen)}"
+            if module not in seen:
+                seen.add(module)
+                pending += graph[module]

@@ -1,0 +1,115 @@
+"""Table sync: queued row keys become documents. A worker takes a batch of keys from the change queue,
+loads those rows in one query and registers them as documents in the same transaction that removes
+the keys from the queue; a key whose row is gone removes its document (and chunks). The existing
+pipeline then embeds what changed, reusing every chunk whose text is unchanged; an UPDATE that leaves
+the rendered text alone embeds nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+
+from onnxvec.config import Settings
+from onnxvec.errors import StoreError
+from onnxvec.ingest.register import ensure_collection
+from onnxvec.sources import table
+from onnxvec.storage import collections, documents, stats, table_sources
+from onnxvec.storage.table_sources import TableSource
+
+BATCH_ROWS = 500
+
+
+@dataclass
+class Synced:
+    keys: int = 0  # queue entries taken
+    queued: list[int] = field(default_factory=list)  # documents new or changed: to embed
+    unchanged: int = 0
+    removed: int = 0
+    failed: int = 0  # rows that could not be rendered, recorded as failed documents
+
+
+def sync_batch(conn: Connection, source: TableSource, limit: int = BATCH_ROWS) -> Synced:
+    """Apply up to `limit` queued changes of `source`, in the caller's transaction."""
+    taken = table_sources.take(conn, source.id, limit)
+    out = Synced(keys=len(taken))
+    if not taken:
+        return out
+    collection = collections.get_collection_by_id(conn, source.collection_id)
+    keys = {table.canonical(key): key for key in taken if key is not None}
+    if any(key is None for key in taken):  # a TRUNCATE: every row this source embedded may be gone
+        keys |= {table.canonical(key): key for key in documents.row_keys(conn, collection, f"{source.name}:")}
+    table_sources.lock_keys(conn, source.id, sorted(keys))
+    raw = conn.connection.driver_connection
+    spec = source.spec
+    rows = table.load_rows(raw, spec, list(keys.values()))
+    present = [table.document(source.name, spec, key, rows[c]) for c, key in keys.items() if c in rows]
+    gone = [table.external_id(source.name, key) for c, key in keys.items() if c not in rows]
+    registered = documents.register(conn, collection, present)
+    out.queued, out.unchanged, out.failed = registered.queued, registered.unchanged, registered.failed
+    out.removed = documents.remove(conn, collection, gone) if gone else 0
+    return out
+
+
+def add_source(
+    conn: Connection,
+    settings: Settings,
+    name: str,
+    table_name: str,
+    collection: str,
+    *,
+    text_column: str | None = None,
+    template: str | None = None,
+    metadata_columns: tuple[str, ...] = (),
+    key_columns: tuple[str, ...] = (),
+    model: str | None = None,
+) -> tuple[TableSource, int]:
+    """Declare a table source in the caller's transaction: the table checked, its triggers installed
+    and every existing row queued (the backfill). Returns the source and how many rows were queued."""
+    if (text_column is None) == (template is None):
+        raise StoreError("give the text as --text-column COLUMN or as --template '{title}\\n\\n{body}'")
+    schema, table_only = table.parse_table(table_name)
+    raw = conn.connection.driver_connection
+    spec = table.inspect(
+        raw, table.TableSpec(schema, table_only, key_columns, text_column, template, tuple(metadata_columns))
+    )
+    target = ensure_collection(conn, settings, collection, model, None)
+    source = table_sources.create(conn, name, target, spec)
+    queue = table_sources.queue(conn)
+    try:
+        table.install_triggers(raw, spec, source.id, queue)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreError(f"this database user may not add triggers to {spec.label}: it must own the table") from exc
+    return source, table.backfill(raw, spec, source.id, queue)
+
+
+def remove_source(conn: Connection, name: str, *, drop_embeddings: bool = False) -> int:
+    """Remove a source's triggers and queue; with `drop_embeddings`, its documents and chunks too.
+    Returns how many documents were dropped."""
+    source = table_sources.get(conn, name)
+    table.drop_triggers(conn.connection.driver_connection, source.spec, source.id)
+    dropped = 0
+    if drop_embeddings:
+        collection = collections.get_collection_by_id(conn, source.collection_id)
+        prefix = f"{source.name}:"
+        dropped = documents.remove(conn, collection, documents.ids_with_prefix(conn, collection, prefix))
+    table_sources.remove(conn, source)
+    return dropped
+
+
+def status(conn: Connection, source: TableSource) -> dict[str, Any]:
+    """What `sources status` and GET /v1/sources show: the table, the collection, the mode, queued
+    rows and the oldest one's age (the lag), and the source's documents by state."""
+    collection = collections.get_collection_by_id(conn, source.collection_id)
+    return {
+        "object": "source",
+        "id": source.name,
+        "table": source.spec.label,
+        "collection": collection.name,
+        "key": source.key_columns,
+        "mode": "triggers",
+        **table_sources.lag(conn, source),
+        "documents": stats.counts_with_prefix(conn, collection, f"{source.name}:"),
+    }

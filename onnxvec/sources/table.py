@@ -1,0 +1,237 @@
+"""Rows of a Postgres table as documents: the table's shape checked, the triggers that queue changed
+keys in the changing transaction, and rows loaded by key and rendered to text.
+
+Every identifier a user gives (schema, table, columns) reaches SQL through `psycopg.sql.Identifier`;
+the trigger function's body is passed as a string literal, so no name can break out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from onnxvec.errors import StoreError
+from onnxvec.sources.files import SourceDocument
+from onnxvec.values import unstorable
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """Which table a source reads and how a row becomes a document."""
+
+    schema: str
+    table: str
+    key_columns: tuple[str, ...]
+    text_column: str | None = None
+    template: str | None = None
+    metadata_columns: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.table)
+
+    @property
+    def label(self) -> str:
+        """The table as hits name it: schema.table."""
+        return f"{self.schema}.{self.table}"
+
+    def columns(self) -> list[str]:
+        """Every column a document needs: the key, the text (column or template fields), the metadata."""
+        text = [self.text_column] if self.text_column else template_fields(self.template or "")
+        return list(dict.fromkeys([*self.key_columns, *text, *self.metadata_columns]))
+
+
+def template_fields(template: str) -> list[str]:
+    """The column names a template such as "{title}\\n\\n{body}" uses."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise StoreError(f"the template is not valid: {exc}") from exc
+    if not fields or any(not name or any(mark in name for mark in ".[]") for name in fields):
+        raise StoreError("the template names its columns in braces, e.g. '{title}\\n\\n{body}'")
+    return list(dict.fromkeys(fields))
+
+
+def parse_table(name: str) -> tuple[str, str]:
+    """`schema.table` or `table` (schema public). A name holding a dot is quoted: '"my.table"'."""
+    if name.startswith('"') or '"' in name:
+        parts = [part.replace('""', '"') for part in _split_quoted(name)]
+    else:
+        parts = name.split(".")
+    if len(parts) == 1:
+        parts = ["public", *parts]
+    if len(parts) != 2 or not all(parts) or any(unstorable(part) for part in parts):
+        raise StoreError(f"a table is [schema.]table, not {name[:80]!r}")
+    return parts[0], parts[1]
+
+
+def _split_quoted(name: str) -> list[str]:
+    parts, current, quoted, i = [], "", False, 0
+    while i < len(name):
+        ch = name[i]
+        if ch == '"' and quoted and name[i + 1 : i + 2] == '"':
+            current += '""'
+            i += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    if quoted:
+        raise StoreError(f"an unclosed quote in the table name {name[:80]!r}")
+    return [*parts, current]
+
+
+def inspect(raw: psycopg.Connection, spec: TableSpec) -> TableSpec:
+    """The spec checked against the database: the table exists and can be read, its key is the given
+    columns or its primary key, and every named column exists. StoreError says what is wrong."""
+    oid = raw.execute("SELECT to_regclass(%s)::oid", [spec.qualified.as_string(raw)]).fetchone()[0]
+    if oid is None:
+        raise StoreError(f"the table {spec.label} does not exist")
+    if not raw.execute("SELECT has_table_privilege(%s, 'SELECT')", [oid]).fetchone()[0]:
+        raise StoreError(f"this database user may not read {spec.label}")
+    columns = {
+        name
+        for (name,) in raw.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped", [oid]
+        )
+    }
+    keys = spec.key_columns
+    if not keys:
+        keys = tuple(
+            name
+            for (name,) in raw.execute(
+                "SELECT a.attname FROM pg_index i JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n) ON true"
+                " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+                " WHERE i.indrelid = %s AND i.indisprimary ORDER BY k.n",
+                [oid],
+            )
+        )
+        if not keys:
+            raise StoreError(f"{spec.label} has no primary key; name the key with --id-column")
+    checked = TableSpec(spec.schema, spec.table, keys, spec.text_column, spec.template, spec.metadata_columns)
+    missing = [name for name in checked.columns() if name not in columns]
+    if missing:
+        raise StoreError(f"{spec.label} has no column {', '.join(repr(m) for m in missing)}")
+    return checked
+
+
+def install_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int, queue: sql.Identifier) -> None:
+    """Row triggers (INSERT, UPDATE, DELETE) and a TRUNCATE trigger that write changed keys into
+    `queue` in the changing transaction: a rolled-back change queues nothing. An UPDATE that moves
+    the key queues the old key too (its document is then removed)."""
+    function = sql.Identifier(spec.schema, f"onnxvec_sync_{int(source_id)}")
+
+    def key_of(row: str) -> sql.Composed:
+        return sql.SQL("jsonb_build_array({})").format(
+            sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(c)) for c in spec.key_columns)
+        )
+
+    body = sql.SQL(
+        "BEGIN\n"
+        "  IF TG_OP = 'TRUNCATE' THEN\n"
+        "    INSERT INTO {queue} (source_id, key) VALUES ({id}, NULL);\n"
+        "    RETURN NULL;\n"
+        "  END IF;\n"
+        "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND {old} IS DISTINCT FROM {new}) THEN\n"
+        "    INSERT INTO {queue} (source_id, key) VALUES ({id}, {old});\n"
+        "  END IF;\n"
+        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n"
+        "    INSERT INTO {queue} (source_id, key) VALUES ({id}, {new});\n"
+        "  END IF;\n"
+        "  RETURN NULL;\n"
+        "END"
+    ).format(queue=queue, id=sql.Literal(int(source_id)), old=key_of("OLD"), new=key_of("NEW"))
+    raw.execute(
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+            " SET search_path = pg_catalog, pg_temp AS {body}"
+        ).format(function=function, body=sql.Literal(body.as_string(raw)))
+    )
+    for name, timing in (
+        ("row", "INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW"),
+        ("truncate", "TRUNCATE ON {table}"),
+    ):
+        trigger = sql.Identifier(f"onnxvec_sync_{int(source_id)}_{name}")
+        raw.execute(
+            sql.SQL("CREATE TRIGGER {trigger} AFTER " + timing + " EXECUTE FUNCTION {function}()").format(
+                trigger=trigger, table=spec.qualified, function=function
+            )
+        )
+
+
+def drop_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int) -> None:
+    """The source's function and, with it, its triggers (a table dropped meanwhile took them already)."""
+    function = sql.Identifier(spec.schema, f"onnxvec_sync_{int(source_id)}")
+    raw.execute(sql.SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(function))
+
+
+def backfill(raw: psycopg.Connection, spec: TableSpec, source_id: int, queue: sql.Identifier) -> int:
+    """Queue every existing row's key; returns how many."""
+    keys = sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns)
+    return raw.execute(
+        sql.SQL("INSERT INTO {queue} (source_id, key) SELECT {id}, jsonb_build_array({keys}) FROM {table}").format(
+            queue=queue, id=sql.Literal(int(source_id)), keys=keys, table=spec.qualified
+        )
+    ).rowcount
+
+
+def load_rows(raw: psycopg.Connection, spec: TableSpec, keys: Sequence[list[Any]]) -> dict[str, dict[str, Any]]:
+    """The rows with these keys (as queued: JSON arrays), by `canonical` key; a key with no row is absent."""
+    if not keys:
+        return {}
+    columns = spec.columns()
+    key_expr = sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns))
+    query = sql.SQL("SELECT {key}, {columns} FROM {table} WHERE {key} = ANY(%s::jsonb[])").format(
+        key=key_expr, columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns), table=spec.qualified
+    )
+    rows = raw.execute(query, [[json.dumps(k) for k in keys]]).fetchall()
+    return {canonical(row[0]): dict(zip(columns, row[1:], strict=True)) for row in rows}
+
+
+def canonical(key: list[Any]) -> str:
+    """A key (decoded from jsonb, as the queue and the rows both give it) as one comparable string."""
+    return json.dumps(key, sort_keys=True)
+
+
+def external_id(source: str, key: list[Any]) -> str:
+    """A row's document id: the source's name and the key (the value alone for a one-column key)."""
+    shown = str(key[0]) if len(key) == 1 else json.dumps(key, ensure_ascii=False)
+    return f"{source}:{shown}"
+
+
+def _jsonable(value: Any) -> Any:
+    """A column value as JSON keeps it: numerics as numbers, dates and UUIDs as text."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return json.loads(json.dumps(value, default=str))
+
+
+def document(source: str, spec: TableSpec, key: list[Any], row: dict[str, Any]) -> SourceDocument:
+    """The row rendered (its text column, or the template over its columns), with its metadata
+    columns and its key; a row whose text cannot be rendered is recorded failed with the reason."""
+    metadata = {name: _jsonable(row[name]) for name in spec.metadata_columns} | {"table": spec.label, "key": key}
+    try:
+        if spec.text_column:
+            value = row[spec.text_column]
+            text = "" if value is None else str(value)
+        else:
+            text = (spec.template or "").format_map({k: "" if v is None else v for k, v in row.items()})
+        error = None if text.strip() else "the row's text is empty"
+        problem = unstorable(text) or unstorable(metadata)
+        if problem:
+            error = f"the row holds {problem}"
+    except (KeyError, ValueError, IndexError) as exc:
+        text, error = "", f"the template cannot render this row: {exc}"
+    return SourceDocument(external_id(source, key), spec.label, text, metadata, error)

@@ -1,0 +1,253 @@
+"""Table sync against the real embedded Postgres, a real worker process and the real model: the
+backfill, every kind of change (INSERT, UPDATE in and outside the text, DELETE, a moved key, TRUNCATE,
+a rolled-back INSERT), names that need quoting, and names that try to inject SQL."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import subprocess
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from onnxvec.config import Settings
+from tests.helpers import WorkerProcess, onnxvec
+
+WORDS = [
+    "river",
+    "stone",
+    "lantern",
+    "harbor",
+    "meadow",
+    "copper",
+    "violin",
+    "orchard",
+    "glacier",
+    "ember",
+    "canvas",
+    "thunder",
+]
+OTHER_WORDS = ["kite", "falcon", "heron", "sparrow", "owl", "wren"]
+ROWS = 10_000
+MOVED, GHOST = ROWS + 5, ROWS + 100  # keys no row has
+
+
+def _body(rng: random.Random, paragraphs: int = 3, words: int = 110) -> str:
+    return "\n\n".join(" ".join(rng.choices(WORDS, k=words)) + "." for _ in range(paragraphs))
+
+
+def _wait(engine: Engine, done: Callable[[Engine], bool], what: str, timeout: float = 240) -> float:
+    started = time.monotonic()
+    while not done(engine):
+        assert time.monotonic() - started < timeout, f"{what}: not done after {timeout} s"
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _settled(engine: Engine) -> bool:
+    """Nothing queued in the change queue and no document of the source unfinished."""
+    with engine.connect() as conn:
+        queued = conn.execute(text("SELECT count(*) FROM table_changes")).scalar_one()
+        unfinished = conn.execute(
+            text("SELECT count(*) FROM documents WHERE state IN ('pending', 'processing') AND source LIKE 'public.%'")
+        ).scalar_one()
+    return queued == 0 and unfinished == 0
+
+
+def _documents(engine: Engine, prefix: str) -> dict[str, dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT d.external_id, d.state, d.metadata, array_agg(c.id ORDER BY c.ordinal), count(c.id)"
+                " FROM documents d LEFT JOIN chunks c ON c.document_id = d.id"
+                " WHERE starts_with(d.external_id, :p) GROUP BY d.id"
+            ),
+            {"p": prefix},
+        ).all()
+    return {r[0]: {"state": r[1], "metadata": r[2], "chunk_ids": r[3], "chunks": r[4]} for r in rows}
+
+
+def _chunk_hashes(engine: Engine, keys: range) -> dict[str, set[str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT d.external_id, c.content_hash FROM documents d JOIN chunks c ON c.document_id = d.id"
+                " WHERE d.external_id = ANY(:ids)"
+            ),
+            {"ids": [f"articles:{key}" for key in keys]},
+        ).all()
+    found: dict[str, set[str]] = {}
+    for external_id, digest in rows:
+        found.setdefault(external_id, set()).add(digest)
+    return found
+
+
+def _embedded_chunks(worker: WorkerProcess, since: int) -> tuple[int, int]:
+    """Chunks embedded and reused by the worker's tasks logged after byte `since` of its log."""
+    log = worker.log.read_text(errors="replace")[since:]
+    found = re.findall(r"embedded Outcome\(done=\d+, .*?embedded_chunks=(\d+), reused_chunks=(\d+)\)", log)
+    return sum(int(e) for e, _ in found), sum(int(r) for _, r in found)
+
+
+@pytest.fixture
+def articles(engine: Engine) -> None:
+    rng = random.Random(3)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS public.articles CASCADE"))
+        conn.execute(
+            text("CREATE TABLE public.articles (id int PRIMARY KEY, title text NOT NULL, body text, price numeric)")
+        )
+        # short rows (one chunk each), and 20 long ones (several chunks) for the paragraph update
+        rows = [
+            {
+                "id": i,
+                "title": f"Article {i}",
+                "body": _body(rng, *(3, 110) if 200 <= i < 220 else (1, 30)),
+                "price": i % 50,
+            }
+            for i in range(ROWS)
+        ]
+        rows[777]["body"] = "The lighthouse keeper counts exactly forty seven gulls every dawn."
+        conn.execute(text("INSERT INTO public.articles VALUES (:id, :title, :body, :price)"), rows)
+
+
+@pytest.mark.slow
+def test_a_table_stays_embedded_through_every_change(
+    settings: Settings, engine: Engine, articles: None, start_worker, api
+) -> None:
+    worker = start_worker()
+    added = onnxvec(
+        settings,
+        "sources",
+        "add",
+        "articles",
+        "--table",
+        "public.articles",
+        "--collection",
+        "articles_sync",
+        "--template",
+        "{title}\\n\\n{body}",
+        "--metadata-columns",
+        "price",
+    )
+    assert added.returncode == 0, added.stderr
+    assert f"{ROWS} rows queued" in added.stdout and "key (id)" in added.stdout
+    backfill = _wait(engine, _settled, "backfill", timeout=900)
+    docs = _documents(engine, "articles:")
+    assert len(docs) == ROWS and all(d["state"] == "done" and d["chunks"] >= 1 for d in docs.values())
+    with engine.connect() as conn:  # each chunk once: no document holds an ordinal twice
+        assert not conn.execute(text("SELECT document_id, ordinal FROM chunks GROUP BY 1, 2 HAVING count(*) > 1")).all()
+    listed = {s["id"]: s for s in httpx.get(api.url + "/v1/sources").json()["data"]}
+    assert listed["articles"]["table"] == "public.articles" and listed["articles"]["queued"] == 0
+    assert listed["articles"]["documents"]["done"] == ROWS and listed["articles"]["mode"] == "triggers"
+    missing = httpx.get(api.url + "/v1/sources/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "source_not_found"
+    hit = httpx.post(
+        api.url + "/v1/search",
+        json={"collection": "articles_sync", "query": "How many gulls does the lighthouse keeper count?", "k": 1},
+    ).json()["data"][0]
+    assert hit["external_id"] == "articles:777" and hit["source"] == "public.articles"
+    assert hit["metadata"] == {"price": 27, "table": "public.articles", "key": [777]}
+
+    # a column outside the text: metadata follows, nothing is embedded again
+    before = _documents(engine, "articles:")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE public.articles SET price = price + 1000 WHERE id < 100"))
+    _wait(engine, lambda e: _documents(e, "articles:5")["articles:5"]["metadata"]["price"] == 1005, "metadata")
+    _wait(engine, _settled, "price update")
+    after = _documents(engine, "articles:")
+    assert all(after[k]["chunk_ids"] == before[k]["chunk_ids"] for k in before), "chunks were rewritten"
+
+    # the last paragraph of 20 long rows: only the chunks holding it are embedded again
+    hashes_before = _chunk_hashes(engine, range(200, 220))
+    rng = random.Random(11)
+    with engine.begin() as conn:
+        bodies = dict(conn.execute(text("SELECT id, body FROM public.articles WHERE id BETWEEN 200 AND 219")).all())
+        edits = []
+        for key, body in bodies.items():
+            paragraphs = body.split("\n\n")
+            paragraphs[-1] = " ".join(rng.choices(OTHER_WORDS, k=110)) + "."
+            edits.append({"id": key, "body": "\n\n".join(paragraphs)})
+        mark = len(worker.log.read_text(errors="replace"))
+        conn.execute(text("UPDATE public.articles SET body = :body WHERE id = :id"), edits)
+    _wait(engine, _settled, "paragraph update")
+    embedded, reused = _embedded_chunks(worker, mark)
+    hashes_after = _chunk_hashes(engine, range(200, 220))
+    changed = sum(len(hashes_after[key] - hashes_before[key]) for key in hashes_after)
+    kept = sum(len(hashes_after[key] & hashes_before[key]) for key in hashes_after)
+    assert (embedded, reused) == (changed, kept) and 0 < changed < changed + kept, (embedded, reused, changed, kept)
+
+    # DELETE, a moved key, a rolled-back INSERT
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM public.articles WHERE id BETWEEN 300 AND 349"))
+        conn.execute(text("UPDATE public.articles SET id = :moved WHERE id = 5"), {"moved": MOVED})
+    with engine.connect() as conn:
+        rolled = conn.begin()
+        conn.execute(text("INSERT INTO public.articles VALUES (:id, 'ghost', 'never committed', 0)"), {"id": GHOST})
+        rolled.rollback()
+    _wait(engine, lambda e: f"articles:{MOVED}" in _documents(e, f"articles:{MOVED}"), "moved key")
+    _wait(engine, _settled, "deletes")
+    docs = _documents(engine, "articles:")
+    assert not any(f"articles:{i}" in docs for i in range(300, 350)) and "articles:5" not in docs
+    assert docs[f"articles:{MOVED}"]["state"] == "done" and docs[f"articles:{MOVED}"]["chunks"] >= 1
+    assert f"articles:{GHOST}" not in docs and len(docs) == ROWS - 50
+    with engine.connect() as conn:
+        orphans = conn.execute(
+            text("SELECT count(*) FROM chunks c LEFT JOIN documents d ON d.id = c.document_id WHERE d.id IS NULL")
+        ).scalar_one()
+    assert orphans == 0
+
+    # TRUNCATE empties what the source embedded
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE public.articles"))
+    _wait(engine, lambda e: not _documents(e, "articles:"), "truncate")
+    status = onnxvec(settings, "sources", "status", "articles")
+    assert status.returncode == 0 and json.loads(status.stdout)["queued"] == 0
+    removed = onnxvec(settings, "sources", "rm", "articles", "--drop-embeddings")
+    assert removed.returncode == 0, removed.stderr
+    with engine.begin() as conn:  # the table works on without its triggers
+        conn.execute(text("INSERT INTO public.articles VALUES (1, 'after', 'the source is gone', 0)"))
+        assert conn.execute(text("SELECT count(*) FROM table_changes")).scalar_one() == 0
+    figures = {"rows": ROWS, "backfill_seconds": round(backfill, 1), "rows_per_s": round(ROWS / backfill, 1)}
+    print(json.dumps(figures | {"paragraph_update": {"chunks_embedded": embedded, "chunks_reused": reused}}))
+
+
+def _add_odd(settings: Settings, column: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`sources add` over a table whose name holds quotes and spaces."""
+    table = '"odd ""quoted"" table"'
+    return onnxvec(
+        settings, "sources", "add", "odd", "--table", table, "--collection", "odd_sync", "--text-column", column, *extra
+    )
+
+
+def test_quoted_names_work_and_injection_fails_cleanly(settings: Settings, engine: Engine, start_worker) -> None:
+    with engine.begin() as conn:
+        conn.execute(text('DROP TABLE IF EXISTS public."odd ""quoted"" table" CASCADE'))
+        conn.execute(text('CREATE TABLE public."odd ""quoted"" table" ("select" text, "from" int PRIMARY KEY)'))
+        conn.execute(text('INSERT INTO public."odd ""quoted"" table" VALUES (\'a quoted row\', 1), (\'another\', 2)'))
+    for table in ("articles; DROP TABLE public.articles", 'public."odd"; DROP TABLE x; --"'):
+        refused = onnxvec(
+            settings, "sources", "add", "evil", "--table", table, "--collection", "odd_sync", "--text-column", "x"
+        )
+        assert refused.returncode == 1 and refused.stderr.startswith("error: "), refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    for column, reason in (("nope", "has no column 'nope'"), ("select); DROP TABLE x; --", "has no column")):
+        refused = _add_odd(settings, column)
+        assert refused.returncode == 1 and reason in refused.stderr, refused.stderr
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM table_sources WHERE name IN ('evil', 'odd')")).scalar_one() == 0
+    start_worker()
+    added = _add_odd(settings, "select", "--wait", "--timeout", "120")
+    assert added.returncode == 0, added.stderr
+    docs = _documents(engine, "odd:")
+    assert set(docs) == {"odd:1", "odd:2"} and all(d["state"] == "done" for d in docs.values())
+    with engine.begin() as conn:
+        conn.execute(text('UPDATE public."odd ""quoted"" table" SET "select" = \'changed\' WHERE "from" = 2'))
+    _wait(engine, lambda e: _documents(e, "odd:")["odd:2"]["chunk_ids"] != docs["odd:2"]["chunk_ids"], "update")
+    assert onnxvec(settings, "sources", "rm", "odd", "--drop-embeddings").returncode == 0
+    assert not _documents(engine, "odd:")
