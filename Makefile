@@ -64,6 +64,7 @@ bench: model
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/chat.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	-$(BIN)/onnxvec services stop

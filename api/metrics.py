@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from onnxvec.chat.generate import GenerationState
 from onnxvec.infra import broker
-from onnxvec.storage import stats
+from onnxvec.storage import stats, table_sources
 
 log = logging.getLogger(__name__)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -33,14 +33,21 @@ class IngestCollector(Collector):
             "onnxvec_ingest_documents", "Documents by collection and state", labels=["collection", "state"]
         )
         chunks = GaugeMetricFamily("onnxvec_ingest_chunks", "Stored chunks by collection", labels=["collection"])
+        lag = GaugeMetricFamily(
+            "onnxvec_source_lag_seconds", "Age of a table source's oldest queued change (0: none)", labels=["source"]
+        )
+        queued = GaugeMetricFamily("onnxvec_source_queued_rows", "A table source's queued changes", labels=["source"])
         try:
             with self.db.connect() as conn:
                 for name, state, count in stats.counts_by_collection(conn):
                     docs.add_metric([name, state], count)
                 for name, count in stats.chunks_by_collection(conn):
                     chunks.add_metric([name], count)
-            yield docs
-            yield chunks
+                for source in table_sources.list_sources(conn):
+                    shown = table_sources.lag(conn, source)
+                    lag.add_metric([source.name], shown["lag_seconds"])
+                    queued.add_metric([source.name], shown["queued"])
+            yield from (docs, chunks, lag, queued)
         except OperationalError:  # the scrape still reports the API's own metrics
             log.warning("metrics: database unavailable, ingest gauges left out")
         try:

@@ -6,7 +6,7 @@ embeds the very same chunks. The ratio is the share of engine speed the pipeline
 Then the collection's vectors are loaded twice more into fresh collections, once with the HNSW index
 in place and once with the index built after the load, to decide how first loads should run.
 
-Usage: python bench/register.py [--docs 2000] [--copies 5]   (last line of stdout: one JSON object)
+Usage: python bench/ingest.py [--docs 2000] [--copies 5]   (last line of stdout: one JSON object)
 """
 
 from __future__ import annotations

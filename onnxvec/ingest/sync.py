@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from sqlalchemy import Connection
 
 from onnxvec.config import Settings
@@ -77,11 +78,15 @@ def add_source(
     )
     target = ensure_collection(conn, settings, collection, model, None)
     source = table_sources.create(conn, name, target, spec)
-    queue = table_sources.queue(conn)
+    schema = table_sources.own_schema(conn)
+    queue = sql.Identifier(schema, "table_changes")
     try:
         table.install_triggers(raw, spec, source.id, queue)
+        table.create_view(raw, spec, source.name, target.id, schema)
     except psycopg.errors.InsufficientPrivilege as exc:
         raise StoreError(f"this database user may not add triggers to {spec.label}: it must own the table") from exc
+    except psycopg.errors.DuplicateTable as exc:
+        raise StoreError(f"{spec.schema}.{source.name}_embeddings exists already: name the source otherwise") from exc
     return source, table.backfill(raw, spec, source.id, queue)
 
 
@@ -89,7 +94,9 @@ def remove_source(conn: Connection, name: str, *, drop_embeddings: bool = False)
     """Remove a source's triggers and queue; with `drop_embeddings`, its documents and chunks too.
     Returns how many documents were dropped."""
     source = table_sources.get(conn, name)
-    table.drop_triggers(conn.connection.driver_connection, source.spec, source.id)
+    raw = conn.connection.driver_connection
+    table.drop_view(raw, source.spec, source.name)
+    table.drop_triggers(raw, source.spec, source.id)
     dropped = 0
     if drop_embeddings:
         collection = collections.get_collection_by_id(conn, source.collection_id)

@@ -177,6 +177,41 @@ def drop_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int) -> N
     raw.execute(sql.SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(function))
 
 
+def view_name(spec: TableSpec, source: str) -> sql.Identifier:
+    """The source's view, beside its table: `<source>_embeddings`."""
+    return sql.Identifier(spec.schema, f"{source}_embeddings")
+
+
+def create_view(raw: psycopg.Connection, spec: TableSpec, source: str, collection_id: int, schema: str) -> None:
+    """A view of the table's rows with their chunks and vectors (one row per chunk), so that psql users
+    can `ORDER BY onnxvec_embedding <=> '[...]'`; onnxvec's columns are prefixed so no table column
+    clashes with them."""
+    key = sql.SQL("jsonb_build_array({})").format(
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.key_columns)
+    )
+    raw.execute(
+        sql.SQL(
+            "CREATE VIEW {view} AS SELECT t.*, c.ordinal AS onnxvec_chunk_ordinal, c.text AS onnxvec_chunk,"
+            " c.embedding AS onnxvec_embedding FROM {table} t"
+            " JOIN {documents} d ON d.collection_id = {cid} AND starts_with(d.external_id, {prefix})"
+            " AND d.metadata -> 'key' = {key}"
+            " JOIN {chunks} c ON c.document_id = d.id"
+        ).format(
+            view=view_name(spec, source),
+            table=spec.qualified,
+            documents=sql.Identifier(schema, "documents"),
+            chunks=sql.Identifier(schema, "chunks"),
+            cid=sql.Literal(int(collection_id)),
+            prefix=sql.Literal(f"{source}:"),
+            key=key,
+        )
+    )
+
+
+def drop_view(raw: psycopg.Connection, spec: TableSpec, source: str) -> None:
+    raw.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view_name(spec, source)))
+
+
 def backfill(raw: psycopg.Connection, spec: TableSpec, source_id: int, queue: sql.Identifier) -> int:
     """Queue every existing row's key; returns how many."""
     keys = sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns)

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from psycopg import sql
 from sqlalchemy import Connection, text
 
 from onnxvec.errors import SourceNotFound, StoreError
@@ -15,6 +14,7 @@ from onnxvec.sources.table import TableSpec
 from onnxvec.storage.collections import Collection
 from onnxvec.values import unstorable
 
+MAX_NAME_BYTES = 48  # its view, NAME_embeddings, must stay within Postgres's 63-byte identifiers
 _COLUMNS = (
     "id, name, collection_id, schema_name, table_name, key_columns, text_column, template, metadata_columns, created_at"
 )
@@ -46,8 +46,8 @@ class TableSource:
 
 
 def create(conn: Connection, name: str, collection: Collection, spec: TableSpec) -> TableSource:
-    if not name or len(name) > 200 or unstorable(name) or ":" in name:
-        raise StoreError(f"a source name is 1 to 200 characters without ':', not {name[:40]!r}")
+    if not name or len(name.encode()) > MAX_NAME_BYTES or unstorable(name) or ":" in name:
+        raise StoreError(f"a source name is 1 to {MAX_NAME_BYTES} bytes without ':', not {name[:60]!r}")
     row = conn.execute(
         text(
             "INSERT INTO table_sources (name, collection_id, schema_name, table_name, key_columns, text_column,"
@@ -93,15 +93,15 @@ def remove(conn: Connection, source: TableSource) -> None:
     conn.execute(text("DELETE FROM table_sources WHERE id = :id"), {"id": source.id})
 
 
-def queue(conn: Connection) -> sql.Identifier:
-    """The change queue, schema-qualified as the triggers must name it (they run with an empty search_path)."""
-    schema = conn.execute(
+def own_schema(conn: Connection) -> str:
+    """The schema of onnxvec's tables, which triggers and views must name (triggers run with an empty
+    search_path)."""
+    return conn.execute(
         text(
             "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.oid = to_regclass('table_changes')"
         )
     ).scalar_one()
-    return sql.Identifier(schema, "table_changes")
 
 
 def take(conn: Connection, source_id: int, limit: int) -> list[list[Any] | None]:

@@ -13,9 +13,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import Engine, text
 
 from onnxvec.config import Settings
+from onnxvec.infra import embedded
 from tests.helpers import WorkerProcess, onnxvec
 
 WORDS = [
@@ -118,7 +120,7 @@ def articles(engine: Engine) -> None:
 
 @pytest.mark.slow
 def test_a_table_stays_embedded_through_every_change(
-    settings: Settings, engine: Engine, articles: None, start_worker, api
+    settings: Settings, engine: Engine, embedder, articles: None, start_worker, api
 ) -> None:
     worker = start_worker()
     added = onnxvec(
@@ -147,9 +149,22 @@ def test_a_table_stays_embedded_through_every_change(
     assert listed["articles"]["documents"]["done"] == ROWS and listed["articles"]["mode"] == "triggers"
     missing = httpx.get(api.url + "/v1/sources/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "source_not_found"
+    metrics = httpx.get(api.url + "/metrics").text
+    assert 'onnxvec_source_lag_seconds{source="articles"} 0.0' in metrics
+    assert 'onnxvec_source_queued_rows{source="articles"} 0.0' in metrics
+    question = "How many gulls does the lighthouse keeper count?"
+    with engine.connect() as conn:  # what a psql user does with the source's view
+        nearest = conn.execute(
+            text(
+                "SELECT id, onnxvec_chunk FROM public.articles_embeddings"
+                " ORDER BY onnxvec_embedding <=> CAST(:q AS vector) LIMIT 1"
+            ),
+            {"q": str(embedder.embed([question]).vectors[0].tolist())},
+        ).one()
+    assert nearest.id == 777 and "forty seven gulls" in nearest.onnxvec_chunk
     hit = httpx.post(
         api.url + "/v1/search",
-        json={"collection": "articles_sync", "query": "How many gulls does the lighthouse keeper count?", "k": 1},
+        json={"collection": "articles_sync", "query": question, "k": 1},
     ).json()["data"][0]
     assert hit["external_id"] == "articles:777" and hit["source"] == "public.articles"
     assert hit["metadata"] == {"price": 27, "table": "public.articles", "key": [777]}
@@ -210,7 +225,8 @@ def test_a_table_stays_embedded_through_every_change(
     assert status.returncode == 0 and json.loads(status.stdout)["queued"] == 0
     removed = onnxvec(settings, "sources", "rm", "articles", "--drop-embeddings")
     assert removed.returncode == 0, removed.stderr
-    with engine.begin() as conn:  # the table works on without its triggers
+    with engine.begin() as conn:  # the table works on without its triggers, and the view is gone
+        assert conn.execute(text("SELECT to_regclass('public.articles_embeddings')")).scalar_one() is None
         conn.execute(text("INSERT INTO public.articles VALUES (1, 'after', 'the source is gone', 0)"))
         assert conn.execute(text("SELECT count(*) FROM table_changes")).scalar_one() == 0
     figures = {"rows": ROWS, "backfill_seconds": round(backfill, 1), "rows_per_s": round(ROWS / backfill, 1)}
@@ -251,3 +267,79 @@ def test_quoted_names_work_and_injection_fails_cleanly(settings: Settings, engin
     _wait(engine, lambda e: _documents(e, "odd:")["odd:2"]["chunk_ids"] != docs["odd:2"]["chunk_ids"], "update")
     assert onnxvec(settings, "sources", "rm", "odd", "--drop-embeddings").returncode == 0
     assert not _documents(engine, "odd:")
+
+
+@pytest.mark.slow
+def test_a_backfill_survives_kill_flushall_and_a_postgres_restart(
+    settings: Settings, engine: Engine, endpoints, start_worker
+) -> None:
+    """Two workers; mid-backfill one is killed (-9), Redis is flushed and Postgres restarted, with rows
+    still being written: every row ends embedded exactly once and nothing is left queued."""
+    rows = 3000
+    rng = random.Random(5)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS public.faulted CASCADE"))
+        conn.execute(text("CREATE TABLE public.faulted (id int PRIMARY KEY, body text)"))
+        conn.execute(
+            text("INSERT INTO public.faulted VALUES (:id, :body)"),
+            [{"id": i, "body": _body(rng, 1, 30)} for i in range(rows)],
+        )
+    first = start_worker(ONNXVEC_THREADS="1")
+    workers = [first, start_worker(ONNXVEC_THREADS="1")]
+    added = onnxvec(
+        settings, "sources", "add", "faulted", "--table", "faulted", "--collection", "faulted", "--text-column", "body"
+    )
+    assert added.returncode == 0, added.stderr
+
+    def done_at_least(count: int) -> Callable[[Engine], bool]:
+        return lambda e: sum(d["state"] == "done" for d in _documents(e, "faulted:").values()) >= count
+
+    _wait(engine, done_at_least(300), "first rows")
+    started = time.monotonic()
+    first.kill()  # SIGKILL mid-batch: a sync transaction or an embedding claim is cut off
+    workers.append(start_worker(ONNXVEC_THREADS="1"))
+    _wait(engine, done_at_least(900), "after the kill")
+    redis.Redis.from_url(endpoints.redis_url).flushall()
+    with engine.begin() as conn:  # writes go on meanwhile
+        conn.execute(text("INSERT INTO public.faulted VALUES (:id, 'a row written during the faults')"), {"id": rows})
+    _wait(engine, done_at_least(1500), "after FLUSHALL")
+    assert embedded.stop_postgres(settings)
+    deadline = time.monotonic() + 60
+    while not any("transient error" in w.log.read_text(errors="replace") for w in workers[1:]):
+        assert time.monotonic() < deadline, workers[1].log.read_text()[-3000:]
+        time.sleep(0.2)
+    assert embedded.start_postgres(settings) == endpoints.database_url
+    _wait(engine, _settled, "after the Postgres restart", timeout=300)
+    seconds = time.monotonic() - started
+    docs = _documents(engine, "faulted:")
+    assert len(docs) == rows + 1 and all(d["state"] == "done" and d["chunks"] >= 1 for d in docs.values())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM table_changes")).scalar_one() == 0
+        assert not conn.execute(text("SELECT document_id, ordinal FROM chunks GROUP BY 1, 2 HAVING count(*) > 1")).all()
+    assert onnxvec(settings, "sources", "rm", "faulted", "--drop-embeddings").returncode == 0
+    print(json.dumps({"rows": rows + 1, "faults": "kill -9, FLUSHALL, postgres restart", "seconds": round(seconds, 1)}))
+
+
+def test_a_composite_key_names_its_rows(settings: Settings, engine: Engine, start_worker) -> None:
+    """`--id-column a,b`: a row's document id holds both values; updates and deletes find it."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS public.pairs CASCADE"))
+        conn.execute(text("CREATE TABLE public.pairs (shop int, sku text, note text, UNIQUE (shop, sku))"))
+        conn.execute(text("INSERT INTO public.pairs VALUES (1, 'x', 'a blue kettle'), (2, 'x', 'a red kettle')"))
+    keyless = onnxvec(
+        settings, "sources", "add", "pairs", "--table", "pairs", "--collection", "pairs", "--text-column", "note"
+    )
+    assert keyless.returncode == 1 and "has no primary key; name the key with --id-column" in keyless.stderr
+    start_worker()
+    args = ["--table", "pairs", "--collection", "pairs", "--text-column", "note", "--id-column", "shop,sku"]
+    added = onnxvec(settings, "sources", "add", "pairs", *args, "--wait", "--timeout", "120")
+    assert added.returncode == 0 and "key (shop, sku)" in added.stdout, added.stderr
+    docs = _documents(engine, "pairs:")
+    assert set(docs) == {'pairs:[1, "x"]', 'pairs:[2, "x"]'}
+    assert docs['pairs:[1, "x"]']["metadata"]["key"] == [1, "x"]
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM public.pairs WHERE shop = 2"))
+        conn.execute(text("UPDATE public.pairs SET sku = 'y' WHERE shop = 1"))
+    _wait(engine, lambda e: set(_documents(e, "pairs:")) == {'pairs:[1, "y"]'}, "composite key changes")
+    _wait(engine, _settled, "composite key changes")
+    assert onnxvec(settings, "sources", "rm", "pairs", "--drop-embeddings").returncode == 0
