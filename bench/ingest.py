@@ -122,16 +122,21 @@ def index_timing(engine: Engine, source: collections.Collection, copies: int) ->
     return timings
 
 
+def prepared() -> tuple[Settings, Engine, str]:
+    """Settings, the default model pulled, a migrated database, and a fresh name for this run."""
+    settings = Settings()
+    pull(ModelStore(settings.models_dir), settings.embedding_model)
+    engine = db.make_engine(embedded.ensure_services(settings).database_url)
+    db.upgrade(engine)
+    return settings, engine, f"bench_{int(time.time())}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--copies", type=int, default=5, help="index timing: vectors × copies")
     args = parser.parse_args()
-    settings = Settings()
-    pull(ModelStore(settings.models_dir), settings.embedding_model)
-    engine = db.make_engine(embedded.ensure_services(settings).database_url)
-    db.upgrade(engine)
-    name = f"bench_{int(time.time())}"
+    settings, engine, name = prepared()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()

@@ -25,14 +25,12 @@ import numpy as np
 from sqlalchemy import Engine, text
 
 from onnxvec.config import Settings
-from onnxvec.infra import broker, db, embedded
+from onnxvec.infra import broker, embedded
 from onnxvec.ingest import register, sync
-from onnxvec.models.pull import pull
-from onnxvec.models.store import ModelStore
 from onnxvec.storage import collections
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests.helpers
-from ingest import write_corpus  # noqa: E402  (bench/ingest.py: the same corpus)
+from ingest import prepared, write_corpus  # noqa: E402  (bench/ingest.py: the same corpus and set-up)
 
 from tests.helpers import WorkerProcess  # noqa: E402  (the same starters as the tests)
 
@@ -122,11 +120,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50, help="row changes per second")
     parser.add_argument("--seconds", type=float, default=60)
     args = parser.parse_args()
-    settings = Settings()
-    pull(ModelStore(settings.models_dir), settings.embedding_model)
-    engine = db.make_engine(embedded.ensure_services(settings).database_url)
-    db.upgrade(engine)
-    name = f"bench_{int(time.time())}"
+    settings, engine, name = prepared()
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"
         corpus.mkdir()
