@@ -26,22 +26,39 @@ _REQUEST_TIMEOUT = (
 
 class HeaderDeadline(HttpToolsProtocol):
     """Closes a connection with 408 when a request's headers are not complete `header_timeout` seconds
-    after the connection opened or the request's first byte arrived."""
+    after the connection opened or the request's first byte arrived. A request pipelined behind one
+    still being answered starts its clock when that answer is complete: a slow response never
+    counts against the next request, and no 408 is ever written into a response."""
 
     header_timeout: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._deadline: asyncio.TimerHandle | None = self.loop.call_later(self.header_timeout, self._expire)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._reading_headers = True
+        self._arm()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(self.header_timeout, self._expire)
+        self._reading_headers = True
+        self._arm()
 
     def on_headers_complete(self) -> None:
+        self._reading_headers = False
         self._cancel_deadline()
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._reading_headers:
+            self._arm()
+
+    def _answering(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._deadline is None and not self._answering():
+            self._deadline = self.loop.call_later(self.header_timeout, self._expire)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
@@ -54,6 +71,8 @@ class HeaderDeadline(HttpToolsProtocol):
 
     def _expire(self) -> None:
         self._deadline = None
+        if self._answering():  # its clock restarts when the answer is complete
+            return
         if not self.transport.is_closing():
             self.transport.write(_REQUEST_TIMEOUT)
             self.transport.close()

@@ -7,6 +7,7 @@ Create Date: 2026-11-30
 
 import sqlalchemy as sa
 from alembic import op
+from psycopg import sql
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 revision = "0007"
@@ -22,7 +23,8 @@ def upgrade() -> None:
         "table_sources",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("name", sa.Text, nullable=False, unique=True),
-        sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
+        # RESTRICT: a collection is not dropped under a source whose triggers still feed it
+        sa.Column("collection_id", sa.Integer, sa.ForeignKey("collections.id", ondelete="RESTRICT"), nullable=False),
         sa.Column("schema_name", sa.Text, nullable=False),
         sa.Column("table_name", sa.Text, nullable=False),
         sa.Column("key_columns", ARRAY(sa.Text), nullable=False),
@@ -45,5 +47,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # the users' tables must not keep triggers that write into a queue about to be dropped, nor views
+    # on documents and chunks
+    bind = op.get_bind()
+    raw = bind.connection.driver_connection
+    for source_id, name, schema in bind.execute(sa.text("SELECT id, name, schema_name FROM table_sources")).all():
+        raw.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(schema, f"{name}_embeddings")))
+        function = sql.Identifier(schema, f"onnxvec_sync_{int(source_id)}")
+        raw.execute(sql.SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(function))
     op.drop_table("table_changes")
     op.drop_table("table_sources")

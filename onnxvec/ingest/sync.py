@@ -34,20 +34,21 @@ class Synced:
 
 def sync_batch(conn: Connection, source: TableSource, limit: int = BATCH_ROWS) -> Synced:
     """Apply up to `limit` queued changes of `source`, in the caller's transaction."""
+    raw = conn.connection.driver_connection
+    table.same_keys_everywhere(raw)
     taken = table_sources.take(conn, source.id, limit)
     out = Synced(keys=len(taken))
     if not taken:
         return out
-    collection = collections.get_collection_by_id(conn, source.collection_id)
-    keys = {table.canonical(key): key for key in taken if key is not None}
-    if any(key is None for key in taken):  # a TRUNCATE: every row this source embedded may be gone
-        keys |= {table.canonical(key): key for key in documents.row_keys(conn, collection, f"{source.name}:")}
-    table_sources.lock_keys(conn, source.id, sorted(keys))
-    raw = conn.connection.driver_connection
+    if None in taken:  # a TRUNCATE: every row this source embedded may be gone; their keys are queued
+        table_sources.requeue_embedded(conn, source)
+    keys = sorted({key for key in taken if key is not None})
+    table_sources.lock_keys(conn, source.id, keys)
     spec = source.spec
-    rows = table.load_rows(raw, spec, list(keys.values()))
-    present = [table.document(source.name, spec, key, rows[c]) for c, key in keys.items() if c in rows]
-    gone = [table.external_id(source.name, key) for c, key in keys.items() if c not in rows]
+    rows = table.load_rows(raw, spec, keys)
+    collection = collections.get_collection_by_id(conn, source.collection_id)
+    present = [table.document(source.name, spec, key, rows[key]) for key in keys if key in rows]
+    gone = [table.external_id(source.name, key) for key in keys if key not in rows]
     registered = documents.register(conn, collection, present)
     out.queued, out.unchanged, out.failed = registered.queued, registered.unchanged, registered.failed
     out.removed = documents.remove(conn, collection, gone) if gone else 0
@@ -87,6 +88,7 @@ def add_source(
         raise StoreError(f"this database user may not add triggers to {spec.label}: it must own the table") from exc
     except psycopg.errors.DuplicateTable as exc:
         raise StoreError(f"{spec.schema}.{source.name}_embeddings exists already: name the source otherwise") from exc
+    table.same_keys_everywhere(raw)
     return source, table.backfill(raw, spec, source.id, queue)
 
 

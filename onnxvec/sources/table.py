@@ -8,6 +8,7 @@ the trigger function's body is passed as a string literal, so no name can break 
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,12 +50,14 @@ class TableSpec:
 
 
 def template_fields(template: str) -> list[str]:
-    """The column names a template such as "{title}\\n\\n{body}" uses."""
+    """The column names a template such as "{title}\\n\\n{body}" uses: plain names only (no attribute,
+    index or nested field, so a template reads columns and nothing else)."""
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parts = [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
     except ValueError as exc:
         raise StoreError(f"the template is not valid: {exc}") from exc
-    if not fields or any(not name or any(mark in name for mark in ".[]") for name in fields):
+    fields = [name for name, _ in parts]
+    if not fields or any(not name or any(mark in name for mark in ".[]") or "{" in spec for name, spec in parts):
         raise StoreError("the template names its columns in braces, e.g. '{title}\\n\\n{body}'")
     return list(dict.fromkeys(fields))
 
@@ -99,6 +102,8 @@ def inspect(raw: psycopg.Connection, spec: TableSpec) -> TableSpec:
     oid = raw.execute("SELECT to_regclass(%s)::oid", [spec.qualified.as_string(raw)]).fetchone()[0]
     if oid is None:
         raise StoreError(f"the table {spec.label} does not exist")
+    if raw.execute("SELECT relkind FROM pg_class WHERE oid = %s", [oid]).fetchone()[0] not in ("r", "p"):
+        raise StoreError(f"{spec.label} is not a table (a view or another kind of relation has no triggers)")
     if not raw.execute("SELECT has_table_privilege(%s, 'SELECT')", [oid]).fetchone()[0]:
         raise StoreError(f"this database user may not read {spec.label}")
     columns = {
@@ -124,6 +129,14 @@ def inspect(raw: psycopg.Connection, spec: TableSpec) -> TableSpec:
     missing = [name for name in checked.columns() if name not in columns]
     if missing:
         raise StoreError(f"{spec.label} has no column {', '.join(repr(m) for m in missing)}")
+    unique = raw.execute(
+        "SELECT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL"
+        " AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a"
+        "      WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) = %s::text[])",
+        [oid, sorted(keys)],
+    ).fetchone()[0]
+    if not unique:
+        raise StoreError(f"({', '.join(keys)}) is not a unique key of {spec.label}: a unique index must cover it")
     return checked
 
 
@@ -156,9 +169,12 @@ def install_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int, q
     raw.execute(
         sql.SQL(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
-            " SET search_path = pg_catalog, pg_temp AS {body}"
+            " SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET IntervalStyle = 'postgres'"
+            " AS {body}"
         ).format(function=function, body=sql.Literal(body.as_string(raw)))
     )
+    # it runs as its owner: no other role may attach it to a table of its own
+    raw.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {}() FROM PUBLIC").format(function))
     for name, timing in (
         ("row", "INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW"),
         ("truncate", "TRUNCATE ON {table}"),
@@ -183,21 +199,22 @@ def view_name(spec: TableSpec, source: str) -> sql.Identifier:
 
 
 def create_view(raw: psycopg.Connection, spec: TableSpec, source: str, collection_id: int, schema: str) -> None:
-    """A view of the table's rows with their chunks and vectors (one row per chunk), so that psql users
-    can `ORDER BY onnxvec_embedding <=> '[...]'`; onnxvec's columns are prefixed so no table column
-    clashes with them."""
+    """A view of the table's keys with their chunks and vectors (one row per chunk), so that psql users
+    can `ORDER BY onnxvec_embedding <=> '[...]'` (and join the table for its other columns, which the
+    view leaves out so that they can still be altered or dropped)."""
     key = sql.SQL("jsonb_build_array({})").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.key_columns)
     )
     raw.execute(
         sql.SQL(
-            "CREATE VIEW {view} AS SELECT t.*, c.ordinal AS onnxvec_chunk_ordinal, c.text AS onnxvec_chunk,"
+            "CREATE VIEW {view} AS SELECT {keys}, c.ordinal AS onnxvec_chunk_ordinal, c.text AS onnxvec_chunk,"
             " c.embedding AS onnxvec_embedding FROM {table} t"
             " JOIN {documents} d ON d.collection_id = {cid} AND starts_with(d.external_id, {prefix})"
             " AND d.metadata -> 'key' = {key}"
             " JOIN {chunks} c ON c.document_id = d.id"
         ).format(
             view=view_name(spec, source),
+            keys=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.key_columns),
             table=spec.qualified,
             documents=sql.Identifier(schema, "documents"),
             chunks=sql.Identifier(schema, "chunks"),
@@ -222,42 +239,67 @@ def backfill(raw: psycopg.Connection, spec: TableSpec, source_id: int, queue: sq
     ).rowcount
 
 
-def load_rows(raw: psycopg.Connection, spec: TableSpec, keys: Sequence[list[Any]]) -> dict[str, dict[str, Any]]:
-    """The rows with these keys (as queued: JSON arrays), by `canonical` key; a key with no row is absent."""
+def load_rows(raw: psycopg.Connection, spec: TableSpec, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The rows with these keys (jsonb text, as queued), by key; a key with no row is absent. The keys
+    are cast back to their columns' types so the table's unique index finds them (no table scan)."""
     if not keys:
         return {}
-    columns = spec.columns()
-    key_expr = sql.SQL("jsonb_build_array({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns))
-    query = sql.SQL("SELECT {key}, {columns} FROM {table} WHERE {key} = ANY(%s::jsonb[])").format(
-        key=key_expr, columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns), table=spec.qualified
+    types = dict(
+        raw.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped",
+            [spec.qualified.as_string(raw), list(spec.key_columns)],
+        ).fetchall()
     )
-    rows = raw.execute(query, [[json.dumps(k) for k in keys]]).fetchall()
-    return {canonical(row[0]): dict(zip(columns, row[1:], strict=True)) for row in rows}
+    columns = spec.columns()
+    query = sql.SQL(
+        "SELECT jsonb_build_array({key})::text, {columns} FROM {table}"
+        " WHERE ({key}) IN (SELECT {casts} FROM unnest(%s::jsonb[]) AS e)"
+    ).format(
+        key=sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns),
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        table=spec.qualified,
+        casts=sql.SQL(", ").join(
+            sql.SQL("(e ->> {})::{}").format(sql.Literal(i), sql.SQL(types[c])) for i, c in enumerate(spec.key_columns)
+        ),
+    )
+    return {row[0]: dict(zip(columns, row[1:], strict=True)) for row in raw.execute(query, [list(keys)])}
 
 
-def canonical(key: list[Any]) -> str:
-    """A key (decoded from jsonb, as the queue and the rows both give it) as one comparable string."""
-    return json.dumps(key, sort_keys=True)
+def same_keys_everywhere(raw: psycopg.Connection) -> None:
+    """Key values print the same in every session that compares them (the triggers set the same):
+    timestamps in UTC, intervals in one style. Call it at the start of a transaction."""
+    raw.execute("SET LOCAL TimeZone = 'UTC'")
+    raw.execute("SET LOCAL IntervalStyle = 'postgres'")
 
 
-def external_id(source: str, key: list[Any]) -> str:
-    """A row's document id: the source's name and the key (the value alone for a one-column key)."""
-    shown = str(key[0]) if len(key) == 1 else json.dumps(key, ensure_ascii=False)
+def external_id(source: str, key: str) -> str:
+    """A row's document id: the source's name and the key (jsonb text; the value alone for a
+    one-column key)."""
+    values = json.loads(key)
+    shown = str(values[0]) if len(values) == 1 else json.dumps(values, ensure_ascii=False)
     return f"{source}:{shown}"
 
 
 def _jsonable(value: Any) -> Any:
-    """A column value as JSON keeps it: numerics as numbers, dates and UUIDs as text."""
+    """A column value as JSON keeps it: numerics as numbers, dates and UUIDs as text; NaN and the
+    infinities (which jsonb cannot hold) as text too."""
     if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return json.loads(json.dumps(value, default=str))
 
 
-def document(source: str, spec: TableSpec, key: list[Any], row: dict[str, Any]) -> SourceDocument:
+def document(source: str, spec: TableSpec, key: str, row: dict[str, Any]) -> SourceDocument:
     """The row rendered (its text column, or the template over its columns), with its metadata
-    columns and its key; a row whose text cannot be rendered is recorded failed with the reason."""
-    metadata = {name: _jsonable(row[name]) for name in spec.metadata_columns} | {"table": spec.label, "key": key}
+    columns and its key. Whatever goes wrong with one row fails that row alone, with the reason: it
+    is recorded as a failed document while the rest of the batch goes on."""
+    metadata: dict[str, Any] = {"table": spec.label, "key": json.loads(key)}
     try:
+        metadata = {name: _jsonable(row[name]) for name in spec.metadata_columns} | metadata
         if spec.text_column:
             value = row[spec.text_column]
             text = "" if value is None else str(value)
@@ -266,7 +308,9 @@ def document(source: str, spec: TableSpec, key: list[Any], row: dict[str, Any]) 
         error = None if text.strip() else "the row's text is empty"
         problem = unstorable(text) or unstorable(metadata)
         if problem:
-            error = f"the row holds {problem}"
-    except (KeyError, ValueError, IndexError) as exc:
-        text, error = "", f"the template cannot render this row: {exc}"
+            text, error = "", f"the row holds {problem}"
+    except Exception as exc:  # noqa: BLE001 (a template over any column type: the row fails, not the batch)
+        text, error = "", f"the row cannot be rendered: {type(exc).__name__}: {exc}"
+    if error:
+        metadata = {"table": spec.label, "key": metadata["key"]}
     return SourceDocument(external_id(source, key), spec.label, text, metadata, error)

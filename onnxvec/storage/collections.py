@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
 
 from onnxvec.config import default
 from onnxvec.errors import CollectionNotFound, StoreError
@@ -160,7 +161,12 @@ def _metadata_paths(paths: Iterable[str]) -> list[str]:
 
 
 def drop_collection(conn: Connection, name: str) -> None:
-    """Delete a collection, its documents and chunks, and its index."""
+    """Delete a collection, its documents and chunks, and its index. A collection a table source
+    feeds is refused (the database keeps the source's triggers pointing at it): remove the source first."""
     collection = get_collection(conn, name)
+    try:
+        with conn.begin_nested():
+            conn.execute(text("DELETE FROM collections WHERE id = :id"), {"id": collection.id})
+    except IntegrityError as exc:
+        raise StoreError(f"a table source feeds {name!r}: remove it first (onnxvec sources rm NAME)") from exc
     drop_index(conn, collection)
-    conn.execute(text("DELETE FROM collections WHERE id = :id"), {"id": collection.id})

@@ -236,19 +236,6 @@ def ids_with_prefix(conn: Connection, collection: Collection, prefix: str) -> li
     )
 
 
-def row_keys(conn: Connection, collection: Collection, prefix: str) -> list[list]:
-    """The row keys (metadata "key") of a table source's documents, whose ids start with `prefix`."""
-    return list(
-        conn.execute(
-            text(
-                "SELECT metadata -> 'key' FROM documents WHERE collection_id = :cid AND starts_with(external_id, :p)"
-                " AND metadata ? 'key'"
-            ),
-            {"cid": collection.id, "p": prefix},
-        ).scalars()
-    )
-
-
 def prune(conn: Connection, collection: Collection, roots: Sequence[str], seen: Sequence[str]) -> int:
     """Delete documents from files under `roots` (file URIs) that this ingest did not see any more."""
     return conn.execute(

@@ -104,18 +104,37 @@ def own_schema(conn: Connection) -> str:
     ).scalar_one()
 
 
-def take(conn: Connection, source_id: int, limit: int) -> list[list[Any] | None]:
-    """Up to `limit` queued keys of a source, oldest first, removed from the queue in the caller's
-    transaction (a worker that dies before committing leaves them queued). Entries another worker
-    holds are skipped. None stands for a TRUNCATE."""
+def take(conn: Connection, source_id: int, limit: int) -> list[str | None]:
+    """Up to `limit` queued keys of a source (jsonb text), oldest first, removed from the queue in the
+    caller's transaction (a worker that dies before committing leaves them queued). Entries another
+    worker holds are skipped. None stands for a TRUNCATE."""
     return list(
         conn.execute(
             text(
                 "DELETE FROM table_changes WHERE id IN (SELECT id FROM table_changes WHERE source_id = :s"
-                " ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING key"
+                " ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING key::text"
             ),
             {"s": source_id, "n": limit},
         ).scalars()
+    )
+
+
+def requeue_embedded(conn: Connection, source: TableSource) -> int:
+    """Queue the key of every row the source has a document for (after a TRUNCATE: those whose row is
+    gone lose their document as the queue drains, in batches like any change)."""
+    return conn.execute(
+        text(
+            "INSERT INTO table_changes (source_id, key) SELECT :s, metadata -> 'key' FROM documents"
+            " WHERE collection_id = :cid AND starts_with(external_id, :prefix) AND metadata ? 'key'"
+        ),
+        {"s": source.id, "cid": source.collection_id, "prefix": f"{source.name}:"},
+    ).rowcount
+
+
+def feeding(conn: Connection, collection_id: int) -> list[str]:
+    """The sources that feed a collection."""
+    return list(
+        conn.execute(text("SELECT name FROM table_sources WHERE collection_id = :c"), {"c": collection_id}).scalars()
     )
 
 

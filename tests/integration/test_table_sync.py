@@ -17,7 +17,9 @@ import redis
 from sqlalchemy import Engine, text
 
 from onnxvec.config import Settings
+from onnxvec.errors import StoreError
 from onnxvec.infra import embedded
+from onnxvec.storage import collections
 from tests.helpers import WorkerProcess, onnxvec
 
 WORDS = [
@@ -330,6 +332,9 @@ def test_a_composite_key_names_its_rows(settings: Settings, engine: Engine, star
         settings, "sources", "add", "pairs", "--table", "pairs", "--collection", "pairs", "--text-column", "note"
     )
     assert keyless.returncode == 1 and "has no primary key; name the key with --id-column" in keyless.stderr
+    loose = onnxvec(settings, "sources", "add", "pairs", "--table", "pairs", "--collection", "pairs",
+                    "--text-column", "note", "--id-column", "shop")  # fmt: skip
+    assert loose.returncode == 1 and "(shop) is not a unique key of public.pairs" in loose.stderr, loose.stderr
     start_worker()
     args = ["--table", "pairs", "--collection", "pairs", "--text-column", "note", "--id-column", "shop,sku"]
     added = onnxvec(settings, "sources", "add", "pairs", *args, "--wait", "--timeout", "120")
@@ -343,3 +348,55 @@ def test_a_composite_key_names_its_rows(settings: Settings, engine: Engine, star
     _wait(engine, lambda e: set(_documents(e, "pairs:")) == {'pairs:[1, "y"]'}, "composite key changes")
     _wait(engine, _settled, "composite key changes")
     assert onnxvec(settings, "sources", "rm", "pairs", "--drop-embeddings").returncode == 0
+
+
+def test_a_row_that_cannot_be_rendered_fails_alone(settings: Settings, engine: Engine, start_worker) -> None:
+    """NaN and Infinity in a metadata column, a template whose format spec does not suit the column:
+    those rows are failed documents with their reason, the others are embedded, nothing stays queued,
+    and the collection cannot be dropped from under its source."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS public.poison CASCADE"))
+        conn.execute(text("CREATE TABLE public.poison (id int PRIMARY KEY, title text, tags int[], price numeric)"))
+        conn.execute(
+            text(
+                "INSERT INTO public.poison VALUES (1, 'fine', '{1}', 2.5), (2, 'nan', '{2}', 'NaN'),"
+                " (3, 'infinite', '{3}', 'Infinity'), (4, 'also fine', NULL, 7)"
+            )
+        )
+    start_worker()
+    template = "{title} {price}"
+    added = onnxvec(
+        settings, "sources", "add", "poison", "--table", "poison", "--collection", "poison",
+        "--template", template, "--metadata-columns", "price,tags",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    _wait(engine, _settled, "poison rows")
+    docs = _documents(engine, "poison:")
+    assert {k: d["state"] for k, d in docs.items()} == {f"poison:{i}": "done" for i in range(1, 5)}
+    assert docs["poison:2"]["metadata"]["price"] == "NaN" and docs["poison:1"]["metadata"]["price"] == 2.5
+    with engine.begin() as conn:  # a format spec that a list cannot take: that row alone fails
+        conn.execute(text("UPDATE public.poison SET title = 'changed'"))
+        conn.execute(text("CREATE OR REPLACE VIEW public.poison_view AS SELECT * FROM public.poison"))
+    assert onnxvec(settings, "sources", "rm", "poison").returncode == 0
+    bad = onnxvec(
+        settings, "sources", "add", "poison", "--table", "poison", "--collection", "poison",
+        "--template", "{title} {tags:>10}",
+    )  # fmt: skip
+    assert bad.returncode == 0, bad.stderr
+    _wait(engine, _settled, "poison update")
+    docs = _documents(engine, "poison:")
+    assert docs["poison:4"]["state"] == "done"  # tags NULL renders as ""
+    assert all(docs[f"poison:{i}"]["state"] == "failed" for i in (1, 2, 3))
+    with engine.connect() as conn:
+        errors = conn.execute(text("SELECT last_error FROM documents WHERE external_id = 'poison:1'")).scalar_one()
+    assert "cannot be rendered" in errors and "TypeError" in errors
+    refused = onnxvec(
+        settings, "sources", "add", "v", "--table", "poison_view", "--collection", "v", "--text-column", "title"
+    )
+    assert refused.returncode == 1 and "is not a table" in refused.stderr, refused.stderr
+    with engine.begin() as conn, pytest.raises(StoreError, match="a table source feeds 'poison'"):
+        collections.drop_collection(conn, "poison")
+    assert onnxvec(settings, "sources", "rm", "poison", "--drop-embeddings").returncode == 0
+    with engine.begin() as conn:
+        conn.execute(text("DROP VIEW public.poison_view"))
+        collections.drop_collection(conn, "poison")
