@@ -45,13 +45,15 @@ TOPICS = [
 ]
 
 
-def write_corpus(root: Path, count: int, seed: int = 7) -> None:
-    """Documents of ~300 tokens: three paragraphs of ~95 words drawn from one topic each."""
+def write_corpus(root: Path, count: int, seed: int = 7) -> Path:
+    """A new folder of documents of ~300 tokens: three paragraphs of ~95 words drawn from one topic each."""
+    root.mkdir()
     rng = random.Random(seed)
     vocab = [t.split() for t in TOPICS]
     for i in range(count):
         paragraphs = [" ".join(rng.choices(rng.choice(vocab), k=95)) + "." for _ in range(3)]
         (root / f"doc{i:05d}.txt").write_text("\n\n".join(paragraphs))
+    return root
 
 
 def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, log: Path) -> tuple[float, int, int]:
@@ -138,9 +140,7 @@ def main() -> None:
     args = parser.parse_args()
     settings, engine, name = prepared()
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        write_corpus(corpus, args.docs)
+        corpus = write_corpus(Path(tmp) / "corpus", args.docs)
         seconds, docs, tokens = pipeline_run(settings, engine, corpus, name, Path(tmp) / "worker.log")
         with engine.connect() as conn:
             col = collections.get_collection(conn, name)

@@ -122,9 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     settings, engine, name = prepared()
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "corpus"
-        corpus.mkdir()
-        write_corpus(corpus, args.docs)
+        corpus = write_corpus(Path(tmp) / "corpus", args.docs)
         worker = WorkerProcess(settings, Path(tmp) / "worker.log", ONNXVEC_TASK_DOCUMENTS=str(settings.task_documents))
         try:
             files_s = files_run(settings, engine, corpus, f"{name}_files")

@@ -400,3 +400,39 @@ def test_a_row_that_cannot_be_rendered_fails_alone(settings: Settings, engine: E
     with engine.begin() as conn:
         conn.execute(text("DROP VIEW public.poison_view"))
         collections.drop_collection(conn, "poison")
+
+
+def test_timestamp_keys_written_from_another_time_zone(settings: Settings, engine: Engine, start_worker) -> None:
+    """A timestamptz key written by sessions in New York and Tokyo is the same row to the worker (keys
+    compare in UTC): its document is created, updated in place and removed, never mistaken for a
+    deleted row."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS public.events CASCADE"))
+        conn.execute(text("CREATE TABLE public.events (at timestamptz PRIMARY KEY, note text)"))
+    start_worker()
+    args = ["--table", "events", "--collection", "events", "--text-column", "note"]
+    assert onnxvec(settings, "sources", "add", "events", *args).returncode == 0
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'America/New_York'"))
+        conn.execute(text("INSERT INTO public.events VALUES ('2026-11-30 09:00:00+00', 'the launch window opens')"))
+    _wait(engine, lambda e: [d["state"] for d in _documents(e, "events:").values()] == ["done"], "insert")
+    (first,) = _documents(engine, "events:")
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'Asia/Tokyo'"))
+        conn.execute(
+            text("UPDATE public.events SET note = 'the launch window closes' WHERE at = '2026-11-30 09:00+00'")
+        )
+    _wait(engine, lambda e: _documents(e, "events:")[first]["chunk_ids"] != [], "update")
+    _wait(engine, _settled, "update")
+    docs = _documents(engine, "events:")
+    assert list(docs) == [first] and docs[first]["state"] == "done"  # the same document, not a new one
+    with engine.connect() as conn:
+        assert (
+            "closes"
+            in conn.execute(text("SELECT content FROM documents WHERE external_id = :e"), {"e": first}).scalar_one()
+        )
+    with engine.begin() as conn:
+        conn.execute(text("SET LOCAL TimeZone = 'Asia/Tokyo'"))
+        conn.execute(text("DELETE FROM public.events"))
+    _wait(engine, lambda e: not _documents(e, "events:"), "delete")
+    assert onnxvec(settings, "sources", "rm", "events", "--drop-embeddings").returncode == 0
