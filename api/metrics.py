@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from onnxvec.chat.generate import GenerationState
 from onnxvec.infra import broker
+from onnxvec.ingest import sync
 from onnxvec.storage import stats, table_sources
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,10 @@ class IngestCollector(Collector):
                 for name, count in stats.chunks_by_collection(conn):
                     chunks.add_metric([name], count)
                 for source in table_sources.list_sources(conn):
-                    shown = table_sources.lag(conn, source)
-                    lag.add_metric([source.name], shown["lag_seconds"])
-                    queued.add_metric([source.name], shown["queued"])
+                    shown = sync.lag(conn, source)
+                    if shown["queued"] is not None:  # its database is reachable
+                        lag.add_metric([source.name], shown["lag_seconds"])
+                        queued.add_metric([source.name], shown["queued"])
             yield from (docs, chunks, lag, queued)
         except OperationalError:  # the scrape still reports the API's own metrics
             log.warning("metrics: database unavailable, ingest gauges left out")

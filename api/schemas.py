@@ -273,11 +273,14 @@ class Source(BaseModel):
     object: Literal["source"]
     id: str = Field(description="the source's name; its documents' ids are NAME:KEY")
     table: str = Field(description="schema.table")
+    database: str | None = Field(description="the other Postgres the table is in (password hidden); null: onnxvec's")
     collection: str
     key: list[str] = Field(description="the key columns")
-    mode: Literal["triggers"]
-    queued: int = Field(description="changed rows waiting to be applied")
-    lag_seconds: float = Field(description="age of the oldest queued change (0 when none)")
+    mode: Literal["triggers", "poll"] = Field(description="triggers queue each change; poll reads a changed-at column")
+    poll_column: str | None = Field(description="the changed-at column polled (null with triggers)")
+    queued: int | None = Field(description="changed rows waiting to be applied (null: the database is unreachable)")
+    lag_seconds: float | None = Field(description="age of the oldest change waiting (0 when none)")
+    error: str | SkipJsonSchema[None] = omitted("why queued and lag are null")
     documents: dict[str, int] = Field(description="the source's documents by state")
 
 

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int | None = Field(default=None, ge=1, description="worker processes (default: 1)")
     sync_seconds: float = Field(default=1, gt=0, description="how often workers look for queued table changes")
+    poll_lookback_seconds: float = Field(
+        default=10, ge=0, description="a polled source re-reads rows changed this recently (late commits)"
+    )
+    poll_full_pass_seconds: float = Field(
+        default=300, gt=0, description="how often a polled source compares every key (finds deleted rows)"
+    )
     # new collections and search
     chunk_tokens: int = Field(default=256, ge=8, description="tokens per chunk of a new collection")
     chunk_overlap: int = Field(default=32, ge=0, description="tokens consecutive chunks share")

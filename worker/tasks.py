@@ -30,6 +30,8 @@ TRANSIENT = (
 )
 MAX_BACKOFF_SECONDS = 8  # a restarted database sees its work resume within seconds
 SYNC_BUDGET_SECONDS = 5  # a sync run yields its process to embedding after this; the next run goes on
+MAX_SOURCE_REST_SECONDS = 30  # a failing source is tried again after 2, 4, ... up to this many seconds
+_resting: dict[int, tuple[float, int]] = {}  # source id -> (not before this monotonic time, failures in a row)
 _pipeline: Pipeline | None = None
 
 
@@ -62,25 +64,30 @@ def embed_documents(self, ids: list[int]) -> dict:
 
 @app.task(name=broker.SYNC_TASK)
 def sync_tables() -> int:
-    """Apply the table sources' queued changes (a batch per transaction, for up to SYNC_BUDGET_SECONDS)
-    and send what changed to be embedded. Beat runs it every ONNXVEC_SYNC_SECONDS; the queue table is
-    the truth, so a lost run or a flushed Redis only delays the work."""
+    """Apply the table sources' changes (a batch per transaction, for up to SYNC_BUDGET_SECONDS) and
+    send what changed to be embedded. Beat runs it every ONNXVEC_SYNC_SECONDS; the queue tables and
+    the polling cursors are the truth, so a lost run or a flushed Redis only delays the work. A source
+    that fails (its database down, a dropped column) rests a while, longer each time, so that it never
+    holds up the others nor this process's embedding."""
     started, applied = time.monotonic(), 0
     db = pipeline().db
     with db.connect() as conn:
-        pending = table_sources.with_changes(conn)
-    for source_id in pending:
+        visit = [s for s in table_sources.to_visit(conn) if _resting.get(s, (0.0, 0))[0] <= started]
+    for source_id in visit:
         try:
-            while time.monotonic() - started < SYNC_BUDGET_SECONDS:
-                with db.begin() as conn:
-                    source = table_sources.get_by_id(conn, source_id)
-                    done = sync.sync_batch(conn, source) if source else sync.Synced()
+            with db.connect() as conn:
+                source = table_sources.get_by_id(conn, source_id)
+            for done in sync.run(db, source, settings) if source else ():
                 register.dispatch(db, app, done.queued, settings.task_documents)
                 applied += done.keys
-                if done.keys < sync.BATCH_ROWS:
+                if time.monotonic() - started > SYNC_BUDGET_SECONDS:
                     break
-        except Exception:  # one source that cannot be read (a dropped column) never holds up the others
-            log.exception("table source %d: its queued changes cannot be applied now; they stay queued", source_id)
+            _resting.pop(source_id, None)
+        except Exception as exc:  # noqa: BLE001 (whatever one source does, the others go on)
+            failures = _resting.get(source_id, (0.0, 0))[1] + 1
+            pause = min(MAX_SOURCE_REST_SECONDS, 2**failures)
+            _resting[source_id] = (time.monotonic() + pause, failures)
+            log.warning("table source %d: its changes wait %d s: %s", source_id, pause, exc, exc_info=failures == 1)
     return applied
 
 

@@ -4,6 +4,7 @@ the database engine with its schema up to date."""
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from typing import NoReturn
 
@@ -59,3 +60,11 @@ def database(settings: Settings) -> Engine:
     engine = db.make_engine(embedded.ensure_services(settings).database_url)
     db.upgrade(engine)
     return engine
+
+
+PLAIN_PROGRESS_SECONDS = 10  # where no bar can be seen (CI, a pipe), a progress line this often
+
+
+def on_terminal() -> bool:
+    """Whether a progress bar can be seen: stderr is a terminal with a width."""
+    return sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0

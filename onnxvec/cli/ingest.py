@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from typing import Annotated
@@ -11,10 +10,10 @@ from typing import Annotated
 import typer
 from tqdm import tqdm
 
-from onnxvec.cli.common import app, become, database, pairs
+from onnxvec.cli.common import PLAIN_PROGRESS_SECONDS, app, become, database, on_terminal, pairs
 from onnxvec.config import get_settings
 from onnxvec.infra import broker, embedded
-from onnxvec.ingest import register
+from onnxvec.ingest import register, sync
 from onnxvec.sources.files import LoadOptions
 from onnxvec.storage import collections, documents, stats
 
@@ -76,15 +75,12 @@ def ingest_command(
         raise typer.Exit(1)
 
 
-PLAIN_PROGRESS_SECONDS = 10
-
-
 def _wait_with_progress(
     engine, col: collections.Collection, ids: list[int], timeout: float | None, failed_to_load: int
 ) -> dict:
     """Progress by text bytes (an ETA by documents was off 2x on a real corpus); a bar on a terminal,
     plain lines every PLAIN_PROGRESS_SECONDS elsewhere (CI, a pipe), where a bar shows nothing."""
-    terminal = sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0
+    terminal = on_terminal()
     bar = tqdm(total=0, unit="B", unit_scale=True, desc="embedded", disable=not ids or not terminal)
     first: dict = {}
     started = time.monotonic()
@@ -173,11 +169,16 @@ def status_command(
 
 @app.command("retry")
 def retry_command(collection: Annotated[str | None, typer.Option()] = None) -> None:
-    """Queue failed documents again."""
+    """Queue failed documents again; a table row that could not be rendered is read again."""
     settings = get_settings()
     endpoints = embedded.ensure_services(settings)
     engine = database(settings)
     with engine.begin() as conn:
-        ids = documents.retry(conn, collections.get_collection(conn, collection) if collection else None)
-    register.dispatch(engine, broker.make_app(settings, endpoints.redis_url), ids, settings.task_documents)
-    typer.echo(f"re-queued {len(ids)} documents")
+        target = collections.get_collection(conn, collection) if collection else None
+        rows = sync.reread_failed(conn, target)
+        ids = documents.retry(conn, target)
+    celery = broker.make_app(settings, endpoints.redis_url)
+    register.dispatch(engine, celery, ids, settings.task_documents)
+    if rows:
+        celery.send_task(broker.SYNC_TASK)
+    typer.echo(f"re-queued {len(ids)} documents" + (f" and {rows} table rows to read again" if rows else ""))

@@ -7,8 +7,9 @@ import time
 from typing import Annotated
 
 import typer
+from tqdm import tqdm
 
-from onnxvec.cli.common import app, database, fail
+from onnxvec.cli.common import PLAIN_PROGRESS_SECONDS, app, database, fail, on_terminal
 from onnxvec.config import get_settings
 from onnxvec.infra import broker, embedded
 from onnxvec.ingest import sync
@@ -34,10 +35,18 @@ def sources_add(
         str | None, typer.Option(help="comma-separated key columns (default: the primary key)")
     ] = None,
     model: Annotated[str | None, typer.Option(help="embedding model, for a new collection")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="the Postgres the table is in (default: onnxvec's own database)")
+    ] = None,
+    poll: Annotated[
+        str | None,
+        typer.Option(help="no triggers: poll this changed-at timestamp column (a replica, a table you do not own)"),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="return when every existing row is embedded")] = False,
     timeout: Annotated[float | None, typer.Option(help="with --wait: give up after this many seconds")] = None,
 ) -> None:
-    """Install the table's triggers, queue its existing rows (the backfill) and wake the workers."""
+    """Install the table's triggers and queue its existing rows (the backfill), or with --poll install
+    nothing and let the workers read every row; then wake the workers."""
     settings = get_settings()
     engine = database(settings)
     if template is not None:
@@ -54,31 +63,53 @@ def sources_add(
             metadata_columns=_names(metadata_columns),
             key_columns=_names(id_column),
             model=model,
+            database_url=database_url,
+            poll_column=poll,
         )
     broker.make_app(settings, embedded.ensure_services(settings).redis_url).send_task(broker.SYNC_TASK)
     typer.echo(
-        f"{source.name}: {source.spec.label} → {collection}, key ({', '.join(source.key_columns)}), {rows} rows queued"
+        f"{source.name}: {source.spec.label} → {collection}, key ({', '.join(source.key_columns)}), "
+        f"{source.mode}, {rows} rows to read"
     )
     if wait:
-        _wait(engine, source.name, timeout)
+        _wait(engine, source.name, rows, timeout)
 
 
-def _wait(engine, name: str, timeout: float | None) -> None:
-    """Until nothing of the source is queued or pending, with a line every few seconds."""
-    started = time.monotonic()
-    while True:
-        shown = _status(engine, name)
-        states = shown["documents"]
-        unfinished = shown["queued"] + states.get("pending", 0) + states.get("processing", 0)
-        rate = states.get("done", 0) / max(time.monotonic() - started, 1e-6)
-        typer.echo(f"{name}: {shown['queued']} rows queued, {states} ({rate:.0f} rows/s)", err=True)
-        if not unfinished:
-            if states.get("failed"):
-                raise fail(f"{states['failed']} rows failed; see `onnxvec status --failed`")
-            return
-        if timeout is not None and time.monotonic() - started > timeout:
-            raise fail(f"{unfinished} rows still unfinished after {timeout:.0f} s")
-        time.sleep(2)
+def _wait(engine, name: str, rows: int, timeout: float | None) -> None:
+    """Until nothing of the source is queued or unfinished: a bar with rows/s and ETA on a terminal,
+    a line every PLAIN_PROGRESS_SECONDS elsewhere."""
+    terminal = on_terminal()
+    bar = tqdm(total=rows, unit="rows", desc=name, disable=not terminal)
+    started = printed = time.monotonic()
+    first: int | None = None
+    try:
+        while True:
+            shown = _status(engine, name)
+            states, queued = shown["documents"], shown["queued"]
+            finished = states["done"] + states["failed"]
+            first = finished if first is None else first
+            unfinished = (queued or 0) + states["pending"] + states["processing"]
+            elapsed = time.monotonic() - started
+            rate = (finished - first) / max(elapsed, 1e-6)
+            bar.total, bar.n = max(rows, finished + unfinished), finished
+            bar.set_postfix(failed=states["failed"], refresh=False)
+            bar.refresh()
+            eta = f"{unfinished / rate:.0f} s" if rate > 0 else "?"
+            line = f"{name}: {finished}/{finished + unfinished} rows, {rate:.0f} rows/s, ETA {eta}"
+            if queued is None:
+                line = f"{name}: {shown.get('error')}"
+            if not terminal and (time.monotonic() - printed >= PLAIN_PROGRESS_SECONDS or not unfinished):
+                printed = time.monotonic()
+                typer.echo(line, err=True)
+            if queued is not None and not unfinished:
+                break
+            if timeout is not None and elapsed > timeout:
+                raise fail(f"{unfinished} rows still unfinished after {timeout:.0f} s")
+            time.sleep(1)
+    finally:
+        bar.close()
+    if states["failed"]:
+        raise fail(f"{states['failed']} rows failed; see `onnxvec status --failed`, then `onnxvec retry`")
 
 
 def _status(engine, name: str) -> dict:
@@ -96,7 +127,9 @@ def sources_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
         typer.echo(json.dumps(shown))
         return
     for row in shown:
-        typer.echo(f"{row['id']:<20} {row['table']:<30} → {row['collection']:<20} {row['queued']} queued")
+        typer.echo(
+            f"{row['id']:<20} {row['table']:<30} → {row['collection']:<20} {row['mode']:<8} {row['queued']} queued"
+        )
 
 
 @sources_app.command("status")

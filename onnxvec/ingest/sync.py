@@ -1,58 +1,51 @@
-"""Table sync: queued row keys become documents. A worker takes a batch of keys from the change queue,
-loads those rows in one query and registers them as documents in the same transaction that removes
-the keys from the queue; a key whose row is gone removes its document (and chunks). The existing
-pipeline then embeds what changed, reusing every chunk whose text is unchanged; an UPDATE that leaves
-the rendered text alone embeds nothing."""
+"""Table sync: declare a source (its table checked, its triggers and backfill, or its polling cursor),
+run it (drain its trigger queue or poll it, a batch per transaction), report its lag, remove it.
+
+A source's table is in onnxvec's own database or in another Postgres (`--database-url`); its documents
+are always here."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from sqlalchemy import Connection
+import sqlalchemy.exc
+from sqlalchemy import Connection, Engine
 
 from onnxvec.config import Settings
 from onnxvec.errors import StoreError
+from onnxvec.infra import source_db
+from onnxvec.ingest import drain, poll
 from onnxvec.ingest.register import ensure_collection
-from onnxvec.sources import table
+from onnxvec.ingest.rows import Synced
+from onnxvec.sources import polling, table, triggers
 from onnxvec.storage import collections, documents, stats, table_sources
 from onnxvec.storage.table_sources import TableSource
 
-BATCH_ROWS = 500
+
+def run(local: Engine, source: TableSource, settings: Settings) -> Iterator[Synced]:
+    """The source's changes, applied a batch per transaction (see drain.run and poll.run)."""
+    if source.mode == "poll":
+        return poll.run(local, source, settings)
+    return drain.run(local, source)
 
 
-@dataclass
-class Synced:
-    keys: int = 0  # queue entries taken
-    queued: list[int] = field(default_factory=list)  # documents new or changed: to embed
-    unchanged: int = 0
-    removed: int = 0
-    failed: int = 0  # rows that could not be rendered, recorded as failed documents
-
-
-def sync_batch(conn: Connection, source: TableSource, limit: int = BATCH_ROWS) -> Synced:
-    """Apply up to `limit` queued changes of `source`, in the caller's transaction."""
-    raw = conn.connection.driver_connection
-    table.same_keys_everywhere(raw)
-    taken = table_sources.take(conn, source.id, limit)
-    out = Synced(keys=len(taken))
-    if not taken:
-        return out
-    if None in taken:  # a TRUNCATE: every row this source embedded may be gone; their keys are queued
-        table_sources.requeue_embedded(conn, source)
-    keys = sorted({key for key in taken if key is not None})
-    table_sources.lock_keys(conn, source.id, keys)
-    spec = source.spec
-    rows = table.load_rows(raw, spec, keys)
-    collection = collections.get_collection_by_id(conn, source.collection_id)
-    present = [table.document(source.name, spec, key, rows[key]) for key in keys if key in rows]
-    gone = [table.external_id(source.name, key) for key in keys if key not in rows]
-    registered = documents.register(conn, collection, present)
-    out.queued, out.unchanged, out.failed = registered.queued, registered.unchanged, registered.failed
-    out.removed = documents.remove(conn, collection, gone) if gone else 0
-    return out
+@contextlib.contextmanager
+def _table_database(conn: Connection, url: str | None) -> Iterator[psycopg.Connection]:
+    """A connection to the source's database in a transaction: this one for onnxvec's own database,
+    committed on leaving for another one (before the caller's)."""
+    if url is None:
+        with conn.begin_nested():  # a failure (a dropped table) leaves the caller's transaction usable
+            yield conn.connection.driver_connection
+        return
+    try:
+        with source_db.engine_for(url).begin() as remote:
+            yield remote.connection.driver_connection
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[-1] if exc.orig else str(exc)
+        raise StoreError(f"cannot reach the source's database {source_db.shown(url)}: {reason}") from exc
 
 
 def add_source(
@@ -67,38 +60,61 @@ def add_source(
     metadata_columns: tuple[str, ...] = (),
     key_columns: tuple[str, ...] = (),
     model: str | None = None,
+    database_url: str | None = None,
+    poll_column: str | None = None,
 ) -> tuple[TableSource, int]:
-    """Declare a table source in the caller's transaction: the table checked, its triggers installed
-    and every existing row queued (the backfill). Returns the source and how many rows were queued."""
+    """Declare a table source in the caller's transaction: the table checked, then either its triggers
+    installed and every existing row queued (the backfill), or (polling) nothing installed, every row
+    read by the first poll. Returns the source and how many rows wait to be read."""
     if (text_column is None) == (template is None):
         raise StoreError("give the text as --text-column COLUMN or as --template '{title}\\n\\n{body}'")
     schema, table_only = table.parse_table(table_name)
-    raw = conn.connection.driver_connection
-    spec = table.inspect(
-        raw, table.TableSpec(schema, table_only, key_columns, text_column, template, tuple(metadata_columns))
-    )
+    url = source_db.normalized(database_url) if database_url else None
     target = ensure_collection(conn, settings, collection, model, None)
-    source = table_sources.create(conn, name, target, spec)
-    schema = table_sources.own_schema(conn)
-    queue = sql.Identifier(schema, "table_changes")
+    with _table_database(conn, url) as raw:
+        spec = table.inspect(
+            raw, table.TableSpec(schema, table_only, key_columns, text_column, template, tuple(metadata_columns))
+        )
+        if poll_column is not None:
+            polling.check_column(raw, spec, poll_column)
+        source = table_sources.create(conn, name, target, spec, database_url=url, poll_column=poll_column)
+        table.same_keys_everywhere(raw)
+        if poll_column is not None:
+            return source, polling.unread(raw, spec, poll_column, None)["queued"]
+        return source, _install(conn, raw, source)
+
+
+def _install(conn: Connection, raw: psycopg.Connection, source: TableSource) -> int:
+    """Triggers, the remote queue (another database) or the view (onnxvec's own), and the backfill."""
+    spec, queue = source.spec, drain.queue_of(conn, source)
     try:
-        table.install_triggers(raw, spec, source.id, queue)
-        table.create_view(raw, spec, source.name, target.id, schema)
+        if source.database_url is not None:
+            triggers.ensure_queue(raw, queue)
+        triggers.install_triggers(raw, spec, source.id, queue)
+        if source.database_url is None:
+            triggers.create_view(raw, spec, source.name, source.collection_id, table_sources.own_schema(conn))
     except psycopg.errors.InsufficientPrivilege as exc:
-        raise StoreError(f"this database user may not add triggers to {spec.label}: it must own the table") from exc
+        raise StoreError(
+            f"this database user may not add triggers to {spec.label} (it must own the table); "
+            "--poll COLUMN syncs without triggers"
+        ) from exc
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise StoreError(f"the database of {spec.label} is read-only; --poll COLUMN syncs without triggers") from exc
     except psycopg.errors.DuplicateTable as exc:
         raise StoreError(f"{spec.schema}.{source.name}_embeddings exists already: name the source otherwise") from exc
-    table.same_keys_everywhere(raw)
-    return source, table.backfill(raw, spec, source.id, queue)
+    return triggers.backfill(raw, spec, source.id, queue)
 
 
 def remove_source(conn: Connection, name: str, *, drop_embeddings: bool = False) -> int:
     """Remove a source's triggers and queue; with `drop_embeddings`, its documents and chunks too.
     Returns how many documents were dropped."""
     source = table_sources.get(conn, name)
-    raw = conn.connection.driver_connection
-    table.drop_view(raw, source.spec, source.name)
-    table.drop_triggers(raw, source.spec, source.id)
+    if source.mode == "triggers":
+        with _table_database(conn, source.database_url) as raw:
+            triggers.drop_view(raw, source.spec, source.name)
+            triggers.drop_triggers(raw, source.spec, source.id)
+            if source.database_url is not None:
+                triggers.forget(raw, drain.queue_of(conn, source), source.id)
     dropped = 0
     if drop_embeddings:
         collection = collections.get_collection_by_id(conn, source.collection_id)
@@ -108,17 +124,56 @@ def remove_source(conn: Connection, name: str, *, drop_embeddings: bool = False)
     return dropped
 
 
+def reread_failed(conn: Connection, collection: collections.Collection | None) -> int:
+    """`onnxvec retry` for rows: a row that could not be rendered is read again (it may have been fixed
+    since without a change the source saw, or the failure was in reading it): its failed document is
+    removed and its key queued (polling: the next run's full pass finds it). Returns how many rows."""
+    count = 0
+    for source in table_sources.list_sources(conn):
+        if collection is not None and source.collection_id != collection.id:
+            continue
+        failed = table_sources.unrendered(conn, source)
+        if not failed:
+            continue
+        target = collections.get_collection_by_id(conn, source.collection_id)
+        documents.remove(conn, target, [eid for eid, _ in failed])
+        if source.mode == "poll":
+            table_sources.request_full_pass(conn, source)
+        else:
+            with _table_database(conn, source.database_url) as raw:
+                triggers.enqueue(raw, drain.queue_of(conn, source), source.id, [key for _, key in failed])
+        count += len(failed)
+    return count
+
+
+def lag(conn: Connection, source: TableSource) -> dict[str, Any]:
+    """Rows changed and not yet applied, and the age of the oldest (seconds); in another database that
+    cannot be reached, both None and the reason."""
+    try:
+        with _table_database(conn, source.database_url) as raw:
+            table.same_keys_everywhere(raw)
+            if source.mode == "poll":
+                return polling.unread(
+                    raw, source.spec, source.poll_column or "", (source.poll_cursor or {}).get("seen")
+                )
+            return triggers.lag(raw, drain.queue_of(conn, source), source.id)
+    except (StoreError, psycopg.Error) as exc:
+        return {"queued": None, "lag_seconds": None, "error": str(exc)}
+
+
 def status(conn: Connection, source: TableSource) -> dict[str, Any]:
-    """What `sources status` and GET /v1/sources show: the table, the collection, the mode, queued
-    rows and the oldest one's age (the lag), and the source's documents by state."""
+    """What `sources status` and GET /v1/sources show: the table and its database, the collection, the
+    mode, queued rows and the oldest one's age (the lag), and the source's documents by state."""
     collection = collections.get_collection_by_id(conn, source.collection_id)
     return {
         "object": "source",
         "id": source.name,
         "table": source.spec.label,
+        "database": None if source.database_url is None else source_db.shown(source.database_url),
         "collection": collection.name,
         "key": source.key_columns,
-        "mode": "triggers",
-        **table_sources.lag(conn, source),
+        "mode": source.mode,
+        "poll_column": source.poll_column,
+        **lag(conn, source),
         "documents": stats.counts_with_prefix(conn, collection, f"{source.name}:"),
     }

@@ -1,8 +1,7 @@
-"""Rows of a Postgres table as documents: the table's shape checked, the triggers that queue changed
-keys in the changing transaction, and rows loaded by key and rendered to text.
+"""Rows of a Postgres table as documents: the table's shape checked, and rows loaded by key and
+rendered to text. (What keeps a table in step lives beside it: triggers.py, polling.py.)
 
-Every identifier a user gives (schema, table, columns) reaches SQL through `psycopg.sql.Identifier`;
-the trigger function's body is passed as a string literal, so no name can break out of it.
+Every identifier a user gives (schema, table, columns) reaches SQL through `psycopg.sql.Identifier`.
 """
 
 from __future__ import annotations
@@ -140,130 +139,55 @@ def inspect(raw: psycopg.Connection, spec: TableSpec) -> TableSpec:
     return checked
 
 
-def install_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int, queue: sql.Identifier) -> None:
-    """Row triggers (INSERT, UPDATE, DELETE) and a TRUNCATE trigger that write changed keys into
-    `queue` in the changing transaction: a rolled-back change queues nothing. An UPDATE that moves
-    the key queues the old key too (its document is then removed)."""
-    function = sql.Identifier(spec.schema, f"onnxvec_sync_{int(source_id)}")
-
-    def key_of(row: str) -> sql.Composed:
-        return sql.SQL("jsonb_build_array({})").format(
-            sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.SQL(row), sql.Identifier(c)) for c in spec.key_columns)
-        )
-
-    body = sql.SQL(
-        "BEGIN\n"
-        "  IF TG_OP = 'TRUNCATE' THEN\n"
-        "    INSERT INTO {queue} (source_id, key) VALUES ({id}, NULL);\n"
-        "    RETURN NULL;\n"
-        "  END IF;\n"
-        "  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND {old} IS DISTINCT FROM {new}) THEN\n"
-        "    INSERT INTO {queue} (source_id, key) VALUES ({id}, {old});\n"
-        "  END IF;\n"
-        "  IF TG_OP IN ('INSERT', 'UPDATE') THEN\n"
-        "    INSERT INTO {queue} (source_id, key) VALUES ({id}, {new});\n"
-        "  END IF;\n"
-        "  RETURN NULL;\n"
-        "END"
-    ).format(queue=queue, id=sql.Literal(int(source_id)), old=key_of("OLD"), new=key_of("NEW"))
-    raw.execute(
-        sql.SQL(
-            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
-            " SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET IntervalStyle = 'postgres'"
-            " AS {body}"
-        ).format(function=function, body=sql.Literal(body.as_string(raw)))
-    )
-    # it runs as its owner: no other role may attach it to a table of its own
-    raw.execute(sql.SQL("REVOKE EXECUTE ON FUNCTION {}() FROM PUBLIC").format(function))
-    for name, timing in (
-        ("row", "INSERT OR UPDATE OR DELETE ON {table} FOR EACH ROW"),
-        ("truncate", "TRUNCATE ON {table}"),
-    ):
-        trigger = sql.Identifier(f"onnxvec_sync_{int(source_id)}_{name}")
+def column_types(raw: psycopg.Connection, spec: TableSpec, columns: Sequence[str]) -> dict[str, str]:
+    """The SQL types of named columns, to cast values kept as text back to them."""
+    return dict(
         raw.execute(
-            sql.SQL("CREATE TRIGGER {trigger} AFTER " + timing + " EXECUTE FUNCTION {function}()").format(
-                trigger=trigger, table=spec.qualified, function=function
-            )
-        )
-
-
-def drop_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int) -> None:
-    """The source's function and, with it, its triggers (a table dropped meanwhile took them already)."""
-    function = sql.Identifier(spec.schema, f"onnxvec_sync_{int(source_id)}")
-    raw.execute(sql.SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(function))
-
-
-def view_name(spec: TableSpec, source: str) -> sql.Identifier:
-    """The source's view, beside its table: `<source>_embeddings`."""
-    return sql.Identifier(spec.schema, f"{source}_embeddings")
-
-
-def create_view(raw: psycopg.Connection, spec: TableSpec, source: str, collection_id: int, schema: str) -> None:
-    """A view of the table's keys with their chunks and vectors (one row per chunk), so that psql users
-    can `ORDER BY onnxvec_embedding <=> '[...]'` (and join the table for its other columns, which the
-    view leaves out so that they can still be altered or dropped)."""
-    key = sql.SQL("jsonb_build_array({})").format(
-        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.key_columns)
-    )
-    raw.execute(
-        sql.SQL(
-            "CREATE VIEW {view} AS SELECT {keys}, c.ordinal AS onnxvec_chunk_ordinal, c.text AS onnxvec_chunk,"
-            " c.embedding AS onnxvec_embedding FROM {table} t"
-            " JOIN {documents} d ON d.collection_id = {cid} AND starts_with(d.external_id, {prefix})"
-            " AND d.metadata -> 'key' = {key}"
-            " JOIN {chunks} c ON c.document_id = d.id"
-        ).format(
-            view=view_name(spec, source),
-            keys=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in spec.key_columns),
-            table=spec.qualified,
-            documents=sql.Identifier(schema, "documents"),
-            chunks=sql.Identifier(schema, "chunks"),
-            cid=sql.Literal(int(collection_id)),
-            prefix=sql.Literal(f"{source}:"),
-            key=key,
-        )
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND attnum > 0 AND NOT attisdropped",
+            [spec.qualified.as_string(raw), list(columns)],
+        ).fetchall()
     )
 
 
-def drop_view(raw: psycopg.Connection, spec: TableSpec, source: str) -> None:
-    raw.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(view_name(spec, source)))
+def key_list(spec: TableSpec) -> sql.Composed:
+    """The key columns, comma-separated: `a, b`."""
+    return sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns)
 
 
-def backfill(raw: psycopg.Connection, spec: TableSpec, source_id: int, queue: sql.Identifier) -> int:
-    """Queue every existing row's key; returns how many."""
-    keys = sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns)
-    return raw.execute(
-        sql.SQL("INSERT INTO {queue} (source_id, key) SELECT {id}, jsonb_build_array({keys}) FROM {table}").format(
-            queue=queue, id=sql.Literal(int(source_id)), keys=keys, table=spec.qualified
-        )
-    ).rowcount
+def key_values(spec: TableSpec, types: dict[str, str], element: sql.Composable) -> sql.Composed:
+    """A queued key (jsonb array `element`) as its columns' typed values, so an index on the key finds
+    them (no table scan)."""
+    return sql.SQL(", ").join(
+        sql.SQL("({} ->> {})::{}").format(element, sql.Literal(i), sql.SQL(types[c]))
+        for i, c in enumerate(spec.key_columns)
+    )
+
+
+def select_rows(
+    raw: psycopg.Connection, spec: TableSpec, where: sql.Composable, params: Sequence[Any], lead: sql.Composable
+) -> list[tuple[str, Any, dict[str, Any]]]:
+    """Rows as (key as jsonb text, the `lead` expression's value, the columns a document needs)."""
+    columns = spec.columns()
+    query = sql.SQL("SELECT jsonb_build_array({key})::text, {lead}, {columns} FROM {table} {where}").format(
+        key=key_list(spec),
+        lead=lead,
+        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        table=spec.qualified,
+        where=where,
+    )
+    return [(row[0], row[1], dict(zip(columns, row[2:], strict=True))) for row in raw.execute(query, params)]
 
 
 def load_rows(raw: psycopg.Connection, spec: TableSpec, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The rows with these keys (jsonb text, as queued), by key; a key with no row is absent. The keys
-    are cast back to their columns' types so the table's unique index finds them (no table scan)."""
+    """The rows with these keys (jsonb text, as queued), by key; a key with no row is absent."""
     if not keys:
         return {}
-    types = dict(
-        raw.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-            " WHERE attrelid = to_regclass(%s) AND attname = ANY(%s) AND NOT attisdropped",
-            [spec.qualified.as_string(raw), list(spec.key_columns)],
-        ).fetchall()
+    types = column_types(raw, spec, spec.key_columns)
+    where = sql.SQL("WHERE ({key}) IN (SELECT {values} FROM unnest(%s::jsonb[]) AS e)").format(
+        key=key_list(spec), values=key_values(spec, types, sql.SQL("e"))
     )
-    columns = spec.columns()
-    query = sql.SQL(
-        "SELECT jsonb_build_array({key})::text, {columns} FROM {table}"
-        " WHERE ({key}) IN (SELECT {casts} FROM unnest(%s::jsonb[]) AS e)"
-    ).format(
-        key=sql.SQL(", ").join(sql.Identifier(c) for c in spec.key_columns),
-        columns=sql.SQL(", ").join(sql.Identifier(c) for c in columns),
-        table=spec.qualified,
-        casts=sql.SQL(", ").join(
-            sql.SQL("(e ->> {})::{}").format(sql.Literal(i), sql.SQL(types[c])) for i, c in enumerate(spec.key_columns)
-        ),
-    )
-    return {row[0]: dict(zip(columns, row[1:], strict=True)) for row in raw.execute(query, [list(keys)])}
+    return {key: row for key, _, row in select_rows(raw, spec, where, [list(keys)], sql.NULL)}
 
 
 def same_keys_everywhere(raw: psycopg.Connection) -> None:

@@ -1,8 +1,10 @@
-"""All SQL for table sources and their change queue (the rows the triggers of onnxvec/sources/table.py
-write): declare, list, remove; take queued keys; report lag."""
+"""All SQL for the table sources onnxvec keeps: declare, list, remove, which to visit, how far polling
+has read. (The change queue the triggers write is in onnxvec/sources/triggers.py.)"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +18,8 @@ from onnxvec.values import unstorable
 
 MAX_NAME_BYTES = 48  # its view, NAME_embeddings, must stay within Postgres's 63-byte identifiers
 _COLUMNS = (
-    "id, name, collection_id, schema_name, table_name, key_columns, text_column, template, metadata_columns, created_at"
+    "id, name, collection_id, schema_name, table_name, key_columns, text_column, template, metadata_columns,"
+    " created_at, database_url, poll_column, poll_cursor, full_pass_at"
 )
 
 
@@ -32,6 +35,14 @@ class TableSource:
     template: str | None
     metadata_columns: list[str]
     created_at: datetime
+    database_url: str | None  # None: onnxvec's own database
+    poll_column: str | None  # None: kept by triggers
+    poll_cursor: dict[str, Any] | None  # how far polling has read
+    full_pass_at: datetime | None
+
+    @property
+    def mode(self) -> str:
+        return "triggers" if self.poll_column is None else "poll"
 
     @property
     def spec(self) -> TableSpec:
@@ -45,13 +56,22 @@ class TableSource:
         )
 
 
-def create(conn: Connection, name: str, collection: Collection, spec: TableSpec) -> TableSource:
+def create(
+    conn: Connection,
+    name: str,
+    collection: Collection,
+    spec: TableSpec,
+    *,
+    database_url: str | None = None,
+    poll_column: str | None = None,
+) -> TableSource:
     if not name or len(name.encode()) > MAX_NAME_BYTES or unstorable(name) or ":" in name:
         raise StoreError(f"a source name is 1 to {MAX_NAME_BYTES} bytes without ':', not {name[:60]!r}")
     row = conn.execute(
         text(
             "INSERT INTO table_sources (name, collection_id, schema_name, table_name, key_columns, text_column,"
-            " template, metadata_columns) VALUES (:name, :cid, :schema, :table, :keys, :text, :template, :meta)"
+            " template, metadata_columns, database_url, poll_column)"
+            " VALUES (:name, :cid, :schema, :table, :keys, :text, :template, :meta, :url, :poll)"
             f" ON CONFLICT (name) DO NOTHING RETURNING {_COLUMNS}"
         ),
         {
@@ -63,6 +83,8 @@ def create(conn: Connection, name: str, collection: Collection, spec: TableSpec)
             "text": spec.text_column,
             "template": spec.template,
             "meta": list(spec.metadata_columns),
+            "url": database_url,
+            "poll": poll_column,
         },
     ).one_or_none()
     if row is None:
@@ -104,31 +126,21 @@ def own_schema(conn: Connection) -> str:
     ).scalar_one()
 
 
-def take(conn: Connection, source_id: int, limit: int) -> list[str | None]:
-    """Up to `limit` queued keys of a source (jsonb text), oldest first, removed from the queue in the
-    caller's transaction (a worker that dies before committing leaves them queued). Entries another
-    worker holds are skipped. None stands for a TRUNCATE."""
-    return list(
-        conn.execute(
-            text(
-                "DELETE FROM table_changes WHERE id IN (SELECT id FROM table_changes WHERE source_id = :s"
-                " ORDER BY id LIMIT :n FOR UPDATE SKIP LOCKED) RETURNING key::text"
-            ),
-            {"s": source_id, "n": limit},
-        ).scalars()
-    )
-
-
-def requeue_embedded(conn: Connection, source: TableSource) -> int:
-    """Queue the key of every row the source has a document for (after a TRUNCATE: those whose row is
-    gone lose their document as the queue drains, in batches like any change)."""
+def _documents_of(conn: Connection, source: TableSource, columns: str, condition: str) -> list[Any]:
+    """Rows of `columns` from the source's documents (`d`) that meet `condition` (fixed SQL, no input)."""
     return conn.execute(
         text(
-            "INSERT INTO table_changes (source_id, key) SELECT :s, metadata -> 'key' FROM documents"
-            " WHERE collection_id = :cid AND starts_with(external_id, :prefix) AND metadata ? 'key'"
+            f"SELECT {columns} FROM documents d WHERE d.collection_id = :cid"
+            f" AND starts_with(d.external_id, :prefix) AND {condition}"
         ),
-        {"s": source.id, "cid": source.collection_id, "prefix": f"{source.name}:"},
-    ).rowcount
+        {"cid": source.collection_id, "prefix": f"{source.name}:"},
+    ).all()
+
+
+def embedded_keys(conn: Connection, source: TableSource) -> list[str]:
+    """The key (jsonb text) of every row the source has a document for: after a TRUNCATE they are queued
+    again, and those whose row is gone lose their document as the queue drains, in batches."""
+    return [key for (key,) in _documents_of(conn, source, "(d.metadata -> 'key')::text", "d.metadata ? 'key'")]
 
 
 def feeding(conn: Connection, collection_id: int) -> list[str]:
@@ -150,18 +162,79 @@ def lock_keys(conn: Connection, source_id: int, keys: list[str]) -> None:
     )
 
 
-def with_changes(conn: Connection) -> list[int]:
-    """Sources with queued changes."""
-    return list(conn.execute(text("SELECT DISTINCT source_id FROM table_changes")).scalars())
+def to_visit(conn: Connection) -> list[int]:
+    """Sources a sync run must look at: those with changes in onnxvec's own queue, and every source in
+    another database or kept by polling (their changes are not visible from here)."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT id FROM table_sources WHERE database_url IS NOT NULL OR poll_column IS NOT NULL"
+                " OR id IN (SELECT DISTINCT source_id FROM table_changes) ORDER BY id"
+            )
+        ).scalars()
+    )
 
 
-def lag(conn: Connection, source: TableSource) -> dict[str, Any]:
-    """Queued keys and the age of the oldest (seconds) of one source."""
-    queued, oldest = conn.execute(
-        text(
-            "SELECT count(*), extract(epoch FROM clock_timestamp() - min(queued_at)) FROM table_changes"
-            " WHERE source_id = :s"
-        ),
-        {"s": source.id},
-    ).one()
-    return {"queued": int(queued), "lag_seconds": round(float(oldest or 0.0), 3)}
+def hold_for_poll(conn: Connection, source: TableSource) -> bool:
+    """Whether this transaction may poll the source now: one poller at a time (another worker's run
+    holds it; this one moves on)."""
+    return (
+        conn.execute(
+            text("SELECT 1 FROM table_sources WHERE id = :id FOR NO KEY UPDATE SKIP LOCKED"), {"id": source.id}
+        ).one_or_none()
+        is not None
+    )
+
+
+def advance(conn: Connection, source: TableSource, cursor: dict[str, Any]) -> None:
+    """Record how far polling has read (see onnxvec/sources/polling.py)."""
+    conn.execute(
+        text("UPDATE table_sources SET poll_cursor = CAST(:cursor AS jsonb) WHERE id = :id"),
+        {"cursor": json.dumps(cursor), "id": source.id},
+    )
+
+
+def finish_full_pass(conn: Connection, source: TableSource) -> None:
+    conn.execute(text("UPDATE table_sources SET full_pass_at = now() WHERE id = :id"), {"id": source.id})
+
+
+def load_seen_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Every key a full pass read from the table, into a temporary table of this transaction."""
+    conn.execute(text("CREATE TEMPORARY TABLE onnxvec_seen_keys (key text PRIMARY KEY) ON COMMIT DROP"))
+    with conn.connection.driver_connection.cursor().copy("COPY onnxvec_seen_keys (key) FROM STDIN") as copy:
+        for key in keys:
+            copy.write_row((key,))
+
+
+def unseen_documents(conn: Connection, source: TableSource) -> list[str]:
+    """The source's documents whose key the full pass did not read: their rows are gone."""
+    unseen = "NOT EXISTS (SELECT FROM onnxvec_seen_keys s WHERE s.key = (d.metadata -> 'key')::text)"
+    return [eid for (eid,) in _documents_of(conn, source, "d.external_id", unseen)]
+
+
+def unseen_keys(conn: Connection, source: TableSource) -> list[str]:
+    """Keys the full pass read that have no document of the source."""
+    return list(
+        conn.execute(
+            text(
+                "SELECT key FROM onnxvec_seen_keys s WHERE NOT EXISTS (SELECT FROM documents d"
+                " WHERE d.collection_id = :cid AND starts_with(d.external_id, :prefix)"
+                " AND (d.metadata -> 'key')::text = s.key) ORDER BY key"
+            ),
+            {"cid": source.collection_id, "prefix": f"{source.name}:"},
+        ).scalars()
+    )
+
+
+def unrendered(conn: Connection, source: TableSource) -> list[tuple[str, str]]:
+    """(external id, key) of the source's failed documents that never had text (the row could not be
+    rendered): retrying them means reading the row again."""
+    failed = "d.state = 'failed' AND d.content IS NULL AND d.metadata ? 'key'"
+    return [
+        (eid, key) for eid, key in _documents_of(conn, source, "d.external_id, (d.metadata -> 'key')::text", failed)
+    ]
+
+
+def request_full_pass(conn: Connection, source: TableSource) -> None:
+    """A polled source's next run compares every key (and reads rows that have no document)."""
+    conn.execute(text("UPDATE table_sources SET full_pass_at = NULL WHERE id = :id"), {"id": source.id})

@@ -140,7 +140,7 @@ def test_a_table_stays_embedded_through_every_change(
         "price",
     )
     assert added.returncode == 0, added.stderr
-    assert f"{ROWS} rows queued" in added.stdout and "key (id)" in added.stdout
+    assert f"{ROWS} rows to read" in added.stdout and "key (id), triggers" in added.stdout
     backfill = _wait(engine, _settled, "backfill", timeout=900)
     docs = _documents(engine, "articles:")
     assert len(docs) == ROWS and all(d["state"] == "done" and d["chunks"] >= 1 for d in docs.values())
@@ -353,7 +353,8 @@ def test_a_composite_key_names_its_rows(settings: Settings, engine: Engine, star
 def test_a_row_that_cannot_be_rendered_fails_alone(settings: Settings, engine: Engine, start_worker) -> None:
     """NaN and Infinity in a metadata column, a template whose format spec does not suit the column:
     those rows are failed documents with their reason, the others are embedded, nothing stays queued,
-    and the collection cannot be dropped from under its source."""
+    and the collection cannot be dropped from under its source. Once the column is altered to suit
+    (DDL: no trigger fires), `onnxvec retry` reads those rows again and they are embedded."""
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS public.poison CASCADE"))
         conn.execute(text("CREATE TABLE public.poison (id int PRIMARY KEY, title text, tags int[], price numeric)"))
@@ -396,9 +397,16 @@ def test_a_row_that_cannot_be_rendered_fails_alone(settings: Settings, engine: E
     assert refused.returncode == 1 and "is not a table" in refused.stderr, refused.stderr
     with engine.begin() as conn, pytest.raises(StoreError, match="a table source feeds 'poison'"):
         collections.drop_collection(conn, "poison")
+    with engine.begin() as conn:  # the column now takes the format spec; DDL fires no row trigger
+        conn.execute(text("DROP VIEW public.poison_view"))
+        conn.execute(text("ALTER TABLE public.poison ALTER COLUMN tags TYPE text USING array_to_string(tags, ',')"))
+    retried = onnxvec(settings, "retry", "--collection", "poison")
+    assert retried.returncode == 0 and "3 table rows to read again" in retried.stdout, retried.stdout
+    _wait(engine, _settled, "the retried rows")
+    docs = _documents(engine, "poison:")
+    assert {k: d["state"] for k, d in docs.items()} == {f"poison:{i}": "done" for i in range(1, 5)}
     assert onnxvec(settings, "sources", "rm", "poison", "--drop-embeddings").returncode == 0
     with engine.begin() as conn:
-        conn.execute(text("DROP VIEW public.poison_view"))
         collections.drop_collection(conn, "poison")
 
 
