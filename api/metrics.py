@@ -38,6 +38,11 @@ class IngestCollector(Collector):
             "onnxvec_source_lag_seconds", "Age of a table source's oldest queued change (0: none)", labels=["source"]
         )
         queued = GaugeMetricFamily("onnxvec_source_queued_rows", "A table source's queued changes", labels=["source"])
+        rate = GaugeMetricFamily(
+            "onnxvec_source_rows_per_second",
+            "A table source's rows embedded per second, last minute",
+            labels=["source"],
+        )
         try:
             with self.db.connect() as conn:
                 for name, state, count in stats.counts_by_collection(conn):
@@ -45,11 +50,12 @@ class IngestCollector(Collector):
                 for name, count in stats.chunks_by_collection(conn):
                     chunks.add_metric([name], count)
                 for source in table_sources.list_sources(conn):
-                    shown = sync.lag(conn, source)
+                    shown = sync.status(conn, source)
+                    rate.add_metric([source.name], shown["rows_per_second"])
                     if shown["queued"] is not None:  # its database is reachable
                         lag.add_metric([source.name], shown["lag_seconds"])
                         queued.add_metric([source.name], shown["queued"])
-            yield from (docs, chunks, lag, queued)
+            yield from (docs, chunks, lag, queued, rate)
         except OperationalError:  # the scrape still reports the API's own metrics
             log.warning("metrics: database unavailable, ingest gauges left out")
         try:

@@ -281,6 +281,7 @@ class Source(BaseModel):
     queued: int | None = Field(description="changed rows waiting to be applied (null: the database is unreachable)")
     lag_seconds: float | None = Field(description="age of the oldest change waiting (0 when none)")
     error: str | SkipJsonSchema[None] = omitted("why queued and lag are null")
+    rows_per_second: float = Field(description="rows embedded (or brought up to date) per second, last minute")
     documents: dict[str, int] = Field(description="the source's documents by state")
 
 

@@ -6,7 +6,7 @@ files/s (goal >= 0.9). Then a writer changes 50 rows a second for 60 s (updates 
 rows) while the worker runs; each change's lag is the time from its commit to its document being
 embedded (state done with the new text), p50 and p99 (goal p99 < 2 s).
 
-Usage: python bench/sync.py [--docs 2000] [--rate 50] [--seconds 60]   (last line: one JSON object)
+Usage: python bench/sync.py [--docs 2000] [--rate 50] [--seconds 60] [--poll]   (last line: one JSON object)
 """
 
 from __future__ import annotations
@@ -53,18 +53,22 @@ def files_run(settings: Settings, engine: Engine, corpus: Path, name: str) -> fl
     return time.perf_counter() - started
 
 
-def rows_run(settings: Settings, engine: Engine, corpus: Path, name: str) -> float:
+def rows_run(settings: Settings, engine: Engine, corpus: Path, name: str, poll: bool) -> float:
     texts = [path.read_text() for path in sorted(corpus.iterdir())]
     with engine.begin() as conn:
         conn.execute(text(f"DROP TABLE IF EXISTS {name}"))  # a name this script makes: bench_<time>
-        conn.execute(text(f"CREATE TABLE {name} (id int PRIMARY KEY, body text NOT NULL)"))
+        conn.execute(
+            text(f"CREATE TABLE {name} (id int PRIMARY KEY, body text NOT NULL, updated_at timestamptz DEFAULT now())")
+        )
         conn.execute(
             text(f"INSERT INTO {name} VALUES (:id, :body)"), [{"id": i, "body": t} for i, t in enumerate(texts)]
         )
     app = broker.make_app(settings, embedded.ensure_services(settings).redis_url)
     started = time.perf_counter()
     with engine.begin() as conn:
-        sync.add_source(conn, settings, name, name, name, text_column="body")
+        sync.add_source(
+            conn, settings, name, name, name, text_column="body", poll_column="updated_at" if poll else None
+        )
     app.send_task(broker.SYNC_TASK)
     while not _settled(engine, f"{name}:", len(texts)):
         time.sleep(0.2)
@@ -84,7 +88,10 @@ def lag_run(engine: Engine, name: str, rows: int, rate: float, seconds: float) -
             key = rows + n if n % 10 == 0 else n % rows
             with engine.begin() as conn:
                 conn.execute(
-                    text(f"INSERT INTO {name} VALUES (:id, :body) ON CONFLICT (id) DO UPDATE SET body = :body"),
+                    text(
+                        f"INSERT INTO {name} VALUES (:id, :body) ON CONFLICT (id)"
+                        " DO UPDATE SET body = :body, updated_at = now()"
+                    ),
                     {"id": key, "body": body},
                 )
             committed[hashlib.sha256(body.encode()).hexdigest()] = time.monotonic()
@@ -119,6 +126,7 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=50, help="row changes per second")
     parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--poll", action="store_true", help="sync by polling updated_at instead of triggers")
     args = parser.parse_args()
     settings, engine, name = prepared()
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +134,7 @@ def main() -> None:
         worker = WorkerProcess(settings, Path(tmp) / "worker.log", ONNXVEC_TASK_DOCUMENTS=str(settings.task_documents))
         try:
             files_s = files_run(settings, engine, corpus, f"{name}_files")
-            rows_s = rows_run(settings, engine, corpus, name)
+            rows_s = rows_run(settings, engine, corpus, name, args.poll)
             lags = np.array(lag_run(engine, name, args.docs, args.rate, args.seconds))
         finally:
             worker.kill(signal.SIGTERM)
@@ -139,6 +147,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "mode": "poll" if args.poll else "triggers",
                 "files_per_s": round(args.docs / files_s, 1),
                 "rows_per_s": round(args.docs / rows_s, 1),
                 "ratio": round(files_s / rows_s, 4),

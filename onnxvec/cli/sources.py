@@ -142,8 +142,11 @@ def sources_status(name: str) -> None:
 def sources_rm(
     name: str,
     drop_embeddings: Annotated[bool, typer.Option(help="also delete the source's documents and chunks")] = False,
+    force: Annotated[
+        bool, typer.Option(help="remove it even if its other database cannot be reached (its triggers stay there)")
+    ] = False,
 ) -> None:
     """Remove the table's triggers and the source (the table itself is not touched)."""
     with database(get_settings()).begin() as conn:
-        dropped = sync.remove_source(conn, name, drop_embeddings=drop_embeddings)
+        dropped = sync.remove_source(conn, name, drop_embeddings=drop_embeddings, force=force)
     typer.echo(f"removed {name}" + (f" and its {dropped} documents" if drop_embeddings else ""))

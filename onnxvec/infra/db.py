@@ -13,10 +13,12 @@ from sqlalchemy import Engine, create_engine
 import migrations
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connect_seconds: int = 10) -> Engine:
     """A pooled SQLAlchemy engine on psycopg 3; pre-ping so a restarted Postgres is reconnected, and a
     bounded connect so an unreachable one fails in seconds rather than hanging its caller."""
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 10})
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": connect_seconds}
+    )
 
 
 def _alembic(engine: Engine, action: str, revision: str) -> None:

@@ -13,6 +13,8 @@ from sqlalchemy.exc import ArgumentError
 from onnxvec.errors import StoreError
 from onnxvec.infra.db import make_engine
 
+CONNECT_SECONDS = 3
+
 
 def normalized(url: str) -> str:
     """A Postgres URL as onnxvec connects with it (psycopg 3); StoreError for anything else."""
@@ -28,11 +30,14 @@ def normalized(url: str) -> str:
 def shown(url: str) -> str:
     """The URL with its password hidden, for status lines, API bodies and errors."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparsable URL>"
+    query = {key: ("***" if "password" in key.lower() else value) for key, value in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 @lru_cache(maxsize=32)
 def engine_for(url: str) -> Engine:
-    return make_engine(normalized(url))
+    """Connecting gives up after CONNECT_SECONDS: a status page lists every source, reachable or not."""
+    return make_engine(normalized(url), connect_seconds=CONNECT_SECONDS)

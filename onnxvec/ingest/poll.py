@@ -34,17 +34,16 @@ def run(local: Engine, source: TableSource, settings: Settings) -> Iterator[Sync
             table.same_keys_everywhere(raw)
             rows = polling.changed_rows(raw, source.spec, column, position, BATCH_ROWS)
             done = apply(conn, source, [key for key, _, _ in rows], {key: row for key, _, row in rows})
-            seen = cursor.get("seen")
+            read = tuple(cursor["read"]) if cursor.get("read") else None
             if rows:
                 position = (rows[-1][1], rows[-1][0])
-                if seen is None or polling.earlier(raw, source.spec, column, seen, position[0]):
-                    seen = position[0]
+                read = position if read is None or polling.later(raw, source.spec, column, position, read) else read
             limit = polling.cutoff(raw, source.spec, column, settings.poll_lookback_seconds)
             stored = position
             if position is not None and not polling.earlier(raw, source.spec, column, position[0], limit):
                 stored = (limit, None)  # rows changed within the look-back are read again next run
             after, after_key = stored or (None, None)
-            table_sources.advance(conn, source, {"after": after, "after_key": after_key, "seen": seen})
+            table_sources.advance(conn, source, {"after": after, "after_key": after_key, "read": read})
         yield done
         if len(rows) < BATCH_ROWS:
             break

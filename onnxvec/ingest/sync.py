@@ -7,6 +7,7 @@ are always here."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,9 @@ from onnxvec.ingest.rows import Synced
 from onnxvec.sources import polling, table, triggers
 from onnxvec.storage import collections, documents, stats, table_sources
 from onnxvec.storage.table_sources import TableSource
+
+log = logging.getLogger(__name__)
+RATE_SECONDS = 60  # rows/s in the status is over this window
 
 
 def run(local: Engine, source: TableSource, settings: Settings) -> Iterator[Synced]:
@@ -76,7 +80,7 @@ def add_source(
             raw, table.TableSpec(schema, table_only, key_columns, text_column, template, tuple(metadata_columns))
         )
         if poll_column is not None:
-            polling.check_column(raw, spec, poll_column)
+            polling.column_type(raw, spec, poll_column)
         source = table_sources.create(conn, name, target, spec, database_url=url, poll_column=poll_column)
         table.same_keys_everywhere(raw)
         if poll_column is not None:
@@ -100,21 +104,34 @@ def _install(conn: Connection, raw: psycopg.Connection, source: TableSource) -> 
         ) from exc
     except psycopg.errors.ReadOnlySqlTransaction as exc:
         raise StoreError(f"the database of {spec.label} is read-only; --poll COLUMN syncs without triggers") from exc
+    except psycopg.errors.DuplicateFunction as exc:
+        raise StoreError(
+            f"{spec.schema}.onnxvec_sync_{source.id}() exists already: another onnxvec syncs a table in that"
+            " database, or a removed source left it there (drop it if so)"
+        ) from exc
     except psycopg.errors.DuplicateTable as exc:
         raise StoreError(f"{spec.schema}.{source.name}_embeddings exists already: name the source otherwise") from exc
     return triggers.backfill(raw, spec, source.id, queue)
 
 
-def remove_source(conn: Connection, name: str, *, drop_embeddings: bool = False) -> int:
-    """Remove a source's triggers and queue; with `drop_embeddings`, its documents and chunks too.
-    Returns how many documents were dropped."""
+def remove_source(conn: Connection, name: str, *, drop_embeddings: bool = False, force: bool = False) -> int:
+    """Remove a source's triggers and queue; with `drop_embeddings`, its documents and chunks too; with
+    `force`, even when its other database cannot be reached (its triggers stay there). Returns how
+    many documents were dropped."""
     source = table_sources.get(conn, name)
     if source.mode == "triggers":
-        with _table_database(conn, source.database_url) as raw:
-            triggers.drop_view(raw, source.spec, source.name)
-            triggers.drop_triggers(raw, source.spec, source.id)
-            if source.database_url is not None:
-                triggers.forget(raw, drain.queue_of(conn, source), source.id)
+        try:
+            with _table_database(conn, source.database_url) as raw:
+                if source.database_url is None:
+                    triggers.drop_view(raw, source.spec, source.name)
+                triggers.drop_triggers(raw, source.spec, source.id)
+                if source.database_url is not None:
+                    triggers.forget(raw, drain.queue_of(conn, source), source.id)
+        except StoreError as exc:
+            if not force:
+                raise StoreError(
+                    f"{exc}; `sources rm --force` removes the source and leaves its triggers there"
+                ) from exc
     dropped = 0
     if drop_embeddings:
         collection = collections.get_collection_by_id(conn, source.collection_id)
@@ -136,12 +153,16 @@ def reread_failed(conn: Connection, collection: collections.Collection | None) -
         if not failed:
             continue
         target = collections.get_collection_by_id(conn, source.collection_id)
-        documents.remove(conn, target, [eid for eid, _ in failed])
         if source.mode == "poll":
             table_sources.request_full_pass(conn, source)
         else:
-            with _table_database(conn, source.database_url) as raw:
-                triggers.enqueue(raw, drain.queue_of(conn, source), source.id, [key for _, key in failed])
+            try:
+                with _table_database(conn, source.database_url) as raw:
+                    triggers.enqueue(raw, drain.queue_of(conn, source), source.id, [key for _, key in failed])
+            except StoreError:  # its database is down: those rows stay failed until the next retry
+                log.warning("source %s: its failed rows cannot be queued again now", source.name)
+                continue
+        documents.remove(conn, target, [eid for eid, _ in failed])
         count += len(failed)
     return count
 
@@ -153,9 +174,8 @@ def lag(conn: Connection, source: TableSource) -> dict[str, Any]:
         with _table_database(conn, source.database_url) as raw:
             table.same_keys_everywhere(raw)
             if source.mode == "poll":
-                return polling.unread(
-                    raw, source.spec, source.poll_column or "", (source.poll_cursor or {}).get("seen")
-                )
+                read = (source.poll_cursor or {}).get("read")
+                return polling.unread(raw, source.spec, source.poll_column or "", tuple(read) if read else None)
             return triggers.lag(raw, drain.queue_of(conn, source), source.id)
     except (StoreError, psycopg.Error) as exc:
         return {"queued": None, "lag_seconds": None, "error": str(exc)}
@@ -163,8 +183,10 @@ def lag(conn: Connection, source: TableSource) -> dict[str, Any]:
 
 def status(conn: Connection, source: TableSource) -> dict[str, Any]:
     """What `sources status` and GET /v1/sources show: the table and its database, the collection, the
-    mode, queued rows and the oldest one's age (the lag), and the source's documents by state."""
+    mode, queued rows and the oldest one's age (the lag), rows/s over the last minute, and the source's
+    documents by state (failures included)."""
     collection = collections.get_collection_by_id(conn, source.collection_id)
+    prefix = f"{source.name}:"
     return {
         "object": "source",
         "id": source.name,
@@ -175,5 +197,6 @@ def status(conn: Connection, source: TableSource) -> dict[str, Any]:
         "mode": source.mode,
         "poll_column": source.poll_column,
         **lag(conn, source),
-        "documents": stats.counts_with_prefix(conn, collection, f"{source.name}:"),
+        "rows_per_second": round(stats.finished_recently(conn, collection, prefix, RATE_SECONDS) / RATE_SECONDS, 2),
+        "documents": stats.counts_with_prefix(conn, collection, prefix),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,6 +129,7 @@ def inspect(raw: psycopg.Connection, spec: TableSpec) -> TableSpec:
     missing = [name for name in checked.columns() if name not in columns]
     if missing:
         raise StoreError(f"{spec.label} has no column {', '.join(repr(m) for m in missing)}")
+    _check_key_columns(raw, checked, oid)
     unique = raw.execute(
         "SELECT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL"
         " AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a"
@@ -137,6 +139,25 @@ def inspect(raw: psycopg.Connection, spec: TableSpec) -> TableSpec:
     if not unique:
         raise StoreError(f"({', '.join(keys)}) is not a unique key of {spec.label}: a unique index must cover it")
     return checked
+
+
+def _check_key_columns(raw: psycopg.Connection, spec: TableSpec, oid: int) -> None:
+    """A key is NOT NULL (a unique index lets NULLs repeat, and NULL equals nothing) and compares
+    exactly as JSON (not a float, nor a numeric with decimals: 12.00 and 12.0 are one number, two texts)."""
+    for name, kind, not_null in raw.execute(
+        "SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute"
+        " WHERE attrelid = %s AND attname = ANY(%s)",
+        [oid, list(spec.key_columns)],
+    ):
+        if not not_null:
+            raise StoreError(f"the key column {name!r} of {spec.label} may be NULL: a key must be NOT NULL")
+        if kind in ("real", "double precision") or (
+            kind.startswith("numeric") and not re.fullmatch(r"numeric\(\d+,0\)", kind)
+        ):
+            raise StoreError(
+                f"the key column {name!r} of {spec.label} is {kind}: a key must compare exactly"
+                " (an integer, text, uuid, date or time, numeric(p,0))"
+            )
 
 
 def column_types(raw: psycopg.Connection, spec: TableSpec, columns: Sequence[str]) -> dict[str, str]:

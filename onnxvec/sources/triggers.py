@@ -64,7 +64,7 @@ def install_triggers(raw: psycopg.Connection, spec: TableSpec, source_id: int, q
     ).format(queue=queue, id=sql.Literal(int(source_id)), old=key_of("OLD"), new=key_of("NEW"))
     raw.execute(
         sql.SQL(
-            "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
+            "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER"
             " SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET IntervalStyle = 'postgres'"
             " AS {body}"
         ).format(function=function, body=sql.Literal(body.as_string(raw)))

@@ -101,3 +101,17 @@ def counts_with_prefix(conn: Connection, collection: Collection, prefix: str) ->
     ).all()
     found = dict(rows)
     return {state: int(found.get(state, 0)) for state in ("pending", "processing", "done", "failed")}
+
+
+def finished_recently(conn: Connection, collection: Collection, prefix: str, seconds: float) -> int:
+    """Documents among those whose ids start with `prefix` that became done or failed (or whose metadata
+    was brought up to date) in the last `seconds`: a table source's recent rows."""
+    return int(
+        conn.execute(
+            text(
+                "SELECT count(*) FROM documents WHERE collection_id = :cid AND starts_with(external_id, :p)"
+                " AND state IN ('done', 'failed') AND updated_at > now() - make_interval(secs => :s)"
+            ),
+            {"cid": collection.id, "p": prefix, "s": seconds},
+        ).scalar_one()
+    )

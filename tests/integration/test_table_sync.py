@@ -149,11 +149,14 @@ def test_a_table_stays_embedded_through_every_change(
     listed = {s["id"]: s for s in httpx.get(api.url + "/v1/sources").json()["data"]}
     assert listed["articles"]["table"] == "public.articles" and listed["articles"]["queued"] == 0
     assert listed["articles"]["documents"]["done"] == ROWS and listed["articles"]["mode"] == "triggers"
+    assert listed["articles"]["rows_per_second"] > 0  # the backfill's last minute
     missing = httpx.get(api.url + "/v1/sources/nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "source_not_found"
     metrics = httpx.get(api.url + "/metrics").text
     assert 'onnxvec_source_lag_seconds{source="articles"} 0.0' in metrics
     assert 'onnxvec_source_queued_rows{source="articles"} 0.0' in metrics
+    rate = re.search(r'onnxvec_source_rows_per_second\{source="articles"\} ([0-9.e+-]+)', metrics)
+    assert rate and float(rate.group(1)) > 0, metrics[-2000:]
     question = "How many gulls does the lighthouse keeper count?"
     with engine.connect() as conn:  # what a psql user does with the source's view
         nearest = conn.execute(
@@ -326,8 +329,13 @@ def test_a_composite_key_names_its_rows(settings: Settings, engine: Engine, star
     """`--id-column a,b`: a row's document id holds both values; updates and deletes find it."""
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS public.pairs CASCADE"))
-        conn.execute(text("CREATE TABLE public.pairs (shop int, sku text, note text, UNIQUE (shop, sku))"))
-        conn.execute(text("INSERT INTO public.pairs VALUES (1, 'x', 'a blue kettle'), (2, 'x', 'a red kettle')"))
+        conn.execute(
+            text(
+                "CREATE TABLE public.pairs (shop int NOT NULL, sku text, note text, weight numeric(6, 2) NOT NULL,"
+                " UNIQUE (shop, sku), UNIQUE (shop, weight))"
+            )
+        )
+        conn.execute(text("INSERT INTO public.pairs VALUES (1, 'x', 'a blue kettle', 1), (2, 'x', 'a red kettle', 2)"))
     keyless = onnxvec(
         settings, "sources", "add", "pairs", "--table", "pairs", "--collection", "pairs", "--text-column", "note"
     )
@@ -335,8 +343,15 @@ def test_a_composite_key_names_its_rows(settings: Settings, engine: Engine, star
     loose = onnxvec(settings, "sources", "add", "pairs", "--table", "pairs", "--collection", "pairs",
                     "--text-column", "note", "--id-column", "shop")  # fmt: skip
     assert loose.returncode == 1 and "(shop) is not a unique key of public.pairs" in loose.stderr, loose.stderr
+    base = ["--table", "pairs", "--collection", "pairs", "--text-column", "note"]
+    nullable = onnxvec(settings, "sources", "add", "pairs", *base, "--id-column", "shop,sku")
+    assert nullable.returncode == 1 and "'sku' of public.pairs may be NULL" in nullable.stderr, nullable.stderr
+    inexact = onnxvec(settings, "sources", "add", "pairs", *base, "--id-column", "shop,weight")
+    assert inexact.returncode == 1 and "is numeric(6,2): a key must compare exactly" in inexact.stderr
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE public.pairs ALTER COLUMN sku SET NOT NULL"))
     start_worker()
-    args = ["--table", "pairs", "--collection", "pairs", "--text-column", "note", "--id-column", "shop,sku"]
+    args = [*base, "--id-column", "shop,sku"]
     added = onnxvec(settings, "sources", "add", "pairs", *args, "--wait", "--timeout", "120")
     assert added.returncode == 0 and "key (shop, sku)" in added.stdout, added.stderr
     docs = _documents(engine, "pairs:")

@@ -77,7 +77,8 @@ def test_a_table_in_another_database_is_kept_by_triggers_there(
     assert unreachable.returncode == 1, unreachable.stderr
     assert "cannot reach the source's database" in unreachable.stderr and "s3cret" not in unreachable.stderr
     assert "Traceback" not in unreachable.stderr and len(unreachable.stderr.strip().splitlines()) == 1
-    added = onnxvec(settings, "sources", "add", "shop", *args, "--database-url", url, "--wait", "--timeout", "120")
+    secret = make_url(url).set(password="hunter2").render_as_string(hide_password=False)  # (trust: it is ignored)
+    added = onnxvec(settings, "sources", "add", "shop", *args, "--database-url", secret, "--wait", "--timeout", "120")
     assert added.returncode == 0, added.stderr
     assert _in_step(engine, remote, "products", "shop:")
     with remote.begin() as conn:
@@ -116,6 +117,7 @@ def test_a_table_in_another_database_is_kept_by_triggers_there(
     assert onnxvec(settings, "sources", "rm", "memos", "--drop-embeddings").returncode == 0
     status = json.loads(onnxvec(settings, "sources", "status", "shop").stdout)
     assert status["mode"] == "triggers" and status["queued"] == 0 and "shop" in status["database"]
+    assert "hunter2" not in json.dumps(status) and "***" in status["database"]
     with remote.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM public.onnxvec_changes")).scalar_one() == 0
     with engine.connect() as conn:  # the view needs the table and the chunks in one database: none here
@@ -138,8 +140,8 @@ def test_polling_a_table_without_triggers_sees_inserts_updates_and_deletes(
     statement (one changed-at value for all, more than a batch) and a row with no changed-at."""
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE IF EXISTS public.notes CASCADE"))
-        conn.execute(
-            text("CREATE TABLE public.notes (id int PRIMARY KEY, body text, updated_at timestamptz DEFAULT now())")
+        conn.execute(  # as Rails makes it: a timestamp(6) without time zone
+            text("CREATE TABLE public.notes (id int PRIMARY KEY, body text, updated_at timestamp(6) DEFAULT now())")
         )
         conn.execute(
             text("INSERT INTO public.notes (id, body) SELECT i, 'note number ' || i FROM generate_series(0, 699) i")
@@ -172,6 +174,9 @@ def test_polling_a_table_without_triggers_sees_inserts_updates_and_deletes(
         conn.execute(text("DELETE FROM public.notes WHERE id BETWEEN 10 AND 13"))
         conn.execute(text("INSERT INTO public.notes VALUES (2000, 'a note with no changed-at', NULL)"))
     _wait(engine, lambda e: _in_step(e, engine, "public.notes", "notes:"), "the polled changes", timeout=60)
+    with engine.begin() as conn:  # 600 updates with one changed-at: more than a batch, which no full pass repairs
+        conn.execute(text("UPDATE public.notes SET body = 'bulk ' || id, updated_at = now() WHERE id < 600"))
+    _wait(engine, lambda e: _in_step(e, engine, "public.notes", "notes:"), "the bulk update", timeout=90)
     with engine.connect() as conn:
         triggers = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.notes'::regclass AND NOT tgisinternal"
         assert conn.execute(text(triggers)).scalar_one() == 0
