@@ -23,13 +23,25 @@ def collections_create(
     metric: Annotated[str, typer.Option(help="cosine|l2|ip")] = "cosine",
     model: Annotated[str | None, typer.Option(help="embedding model (default: settings)")] = None,
     hide_metadata: Annotated[str, typer.Option(help=_HIDE_HELP)] = "",
+    chunk_tokens: Annotated[
+        int | None, typer.Option(help="tokens per chunk (default: ONNXVEC_CHUNK_TOKENS, 256)")
+    ] = None,
+    chunk_overlap: Annotated[
+        int | None, typer.Option(help="tokens consecutive chunks share (default: ONNXVEC_CHUNK_OVERLAP, 32)")
+    ] = None,
 ) -> None:
+    """Create a collection: its model, metric, chunking and the metadata it hides."""
     settings = get_settings()
     with database(settings).begin() as conn:
-        col = new_collection(conn, settings, name, model, metric)
+        col = new_collection(
+            conn, settings, name, model, metric, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap
+        )
         if hide_metadata:
             col = collections.hide_metadata(conn, name, hide_metadata.split(","))
-    typer.echo(f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, index {col.index_name}")
+    typer.echo(
+        f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, chunks of {col.chunk_tokens} tokens"
+        f" ({col.chunk_overlap} shared), index {col.index_name}"
+    )
 
 
 @collections_app.command("hide")

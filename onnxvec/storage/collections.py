@@ -25,6 +25,7 @@ Metric = Literal["cosine", "l2", "ip"]
 OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 
 
+MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 8, 8192  # a chunk longer than its model's input is cut to it when embedded
 MAX_NAME = 200  # characters of a collection name (a unique btree key must stay far under 2,704 bytes)
 
 
@@ -75,6 +76,11 @@ def create_collection(
     hidden = _metadata_paths(hidden_metadata)
     if metric not in OPCLASS:
         raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}")
+    if not MIN_CHUNK_TOKENS <= chunk_tokens <= MAX_CHUNK_TOKENS or not 0 <= chunk_overlap < chunk_tokens:
+        raise StoreError(
+            f"chunks are {MIN_CHUNK_TOKENS} to {MAX_CHUNK_TOKENS} tokens with an overlap below their size,"
+            f" not {chunk_tokens} with {chunk_overlap}"
+        )
     if not name or len(name) > MAX_NAME or unstorable(name):
         raise StoreError(f"a collection name is 1 to {MAX_NAME} characters of valid text, not {name[:40]!r}")
     row = conn.execute(

@@ -64,6 +64,20 @@ def test_services_status_and_collections(settings: Settings, endpoints: Endpoint
     assert "cli_docs" in onnxvec(settings, "collections", "list").stdout
 
 
+def test_a_collection_takes_its_chunking(settings: Settings, endpoints: Endpoints, engine) -> None:
+    """`collections create --chunk-tokens/--chunk-overlap` is kept per collection; nonsense is refused."""
+    made = onnxvec(settings, "collections", "create", "small_chunks", "--chunk-tokens", "96", "--chunk-overlap", "8")
+    assert made.returncode == 0 and "chunks of 96 tokens (8 shared)" in made.stdout, made.stderr
+    with engine.connect() as conn:
+        assert collections.get_collection(conn, "small_chunks").chunk_tokens == 96
+    for tokens, overlap in (("64", "64"), ("4", "0"), ("100000", "0"), ("64", "-1")):
+        bad = onnxvec(
+            settings, "collections", "create", "bad_chunks", "--chunk-tokens", tokens, "--chunk-overlap", overlap
+        )
+        assert bad.returncode == 1 and "chunks are 8 to 8192 tokens" in bad.stderr, bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_unknown_metric_is_a_clear_error(settings: Settings, endpoints: Endpoints) -> None:
     done = onnxvec(settings, "collections", "create", "bad_metric", "--metric", "hamming")
     assert done.returncode == 1 and "suits" in done.stderr and "Traceback" not in done.stderr
