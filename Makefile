@@ -65,6 +65,7 @@ bench: model
 	$(BIN)/python bench/chat.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/rag.py
 
 clean:
 	-$(BIN)/onnxvec services stop
