@@ -37,6 +37,7 @@ class Sampling:
     repetition_penalty: float | None = None
     json_schema: str | None = None  # output constrained to this JSON schema (OpenAI's response_format)
     logprobs: int | None = None  # None: off; n: each token's log-probability and the n likeliest
+    loop_guard: bool = False  # stop a generation that repeats itself (see LoopGuard)
 
 
 class StopMatcher:
@@ -73,6 +74,31 @@ class StopMatcher:
             if any(s.startswith(tail) for s in self.stops):
                 return size
         return 0
+
+
+class LoopGuard:
+    """Tells when a generation has fallen into a loop, as small models do under greedy decoding (a
+    sentence repeated to the token limit): its last tokens are one run repeated back to back, at least
+    three times over 12 tokens or more, or twice when the run is 16 tokens or longer. Text that merely
+    reuses phrases is not stopped; only verbatim repetition of the very tail is."""
+
+    MAX_PERIOD = 96
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+
+    def looping(self, token: int) -> bool:
+        t = self.tokens
+        t.append(token)
+        n = len(t)
+        for period in range(1, min(self.MAX_PERIOD, n // 2) + 1):
+            copies = 2 if period >= 16 else 3
+            if copies * period < 12 or copies * period > n or t[n - 1 - period] != token:
+                continue
+            tail = t[n - period :]
+            if all(t[n - (c + 1) * period : n - c * period] == tail for c in range(1, copies)):
+                return True
+        return False
 
 
 class ChatEngine:
@@ -166,6 +192,7 @@ class Generation(GenerationState):
         generator.append_tokens(self.prompt_ids)
         stream = self.engine.tokenizer.create_stream()
         stops = StopMatcher(self.sampling.stop)
+        guard = LoopGuard() if self.sampling.loop_guard else None
         try:
             while not generator.is_done():
                 if self.cancel.is_set():
@@ -188,6 +215,9 @@ class Generation(GenerationState):
                 if stops.stopped:
                     self.finish_reason = "stop"
                     return
+                if guard is not None and guard.looping(token):
+                    self.finish_reason = "stop"
+                    break
             self.finish_reason = self.finish_reason or "length"
             tail = stops.flush()
             if tail:

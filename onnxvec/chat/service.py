@@ -71,6 +71,21 @@ class Prepared:
         ]
 
 
+RAG_MAX_TOKENS = 256  # an answer from sources is short; a request may ask for more
+RAG_REPETITION_PENALTY: float | None = None  # measured with bench/rag.py (README, Benchmarks)
+
+
+def rag_sampling(sampling: Sampling) -> Sampling:
+    """What an answer from sources is generated with: the loop guard on (a small model that loops
+    repeats a sentence to the token limit), and a default length where the request gave none."""
+    return replace(
+        sampling,
+        loop_guard=True,
+        max_tokens=sampling.max_tokens or RAG_MAX_TOKENS,
+        repetition_penalty=sampling.repetition_penalty or RAG_REPETITION_PENALTY,
+    )
+
+
 class _Model:
     """A loaded chat model (its process) with the thread that relays its generations and the turns
     at it, fair between clients."""
@@ -140,7 +155,7 @@ class ChatService:
         started = loop.time()
         hits = await self.retrieve(request) if request.collection else []
         retrieval_ms = (loop.time() - started) * 1000
-        reserve = request.sampling.max_tokens or min(512, context // 4)
+        reserve = request.sampling.max_tokens or (RAG_MAX_TOKENS if hits else min(512, context // 4))
 
         def build() -> Prepared:
             prompt = fit(request.messages, hits, engine.count, context - reserve)
@@ -186,7 +201,10 @@ class ChatService:
         self._models[name].turns.admit(owner)
 
     def start(self, prepared: Prepared, sampling: Sampling, index: int = 0) -> RemoteGeneration:
-        """Choice `index` of a request (a given seed becomes seed + index, so n choices differ)."""
+        """Choice `index` of a request (a given seed becomes seed + index, so n choices differ). An
+        answer from sources gets the RAG defaults where the request left them open."""
+        if prepared.prompt.sources:
+            sampling = rag_sampling(sampling)
         seeded = sampling if sampling.seed is None else replace(sampling, seed=sampling.seed + index)
         return prepared.engine.generate(prepared.prompt_ids, seeded, threading.Event())
 

@@ -1,11 +1,12 @@
-"""Fitting a conversation and its sources into a context, and stop strings across tokens."""
+"""Fitting a conversation and its sources into a context, stop strings across tokens, the loop guard."""
 
 from __future__ import annotations
 
 import pytest
 
-from onnxvec.chat.generate import StopMatcher
+from onnxvec.chat.generate import LoopGuard, Sampling, StopMatcher
 from onnxvec.chat.prompt import fit
+from onnxvec.chat.service import RAG_MAX_TOKENS, rag_sampling
 from onnxvec.errors import PromptTooLong
 
 
@@ -47,3 +48,34 @@ def test_fit_is_linear_in_a_long_history() -> None:
     kept = fit(messages, [], count, budget=10 * len("message 00000"))
     assert [m["content"] for m in kept.messages][-1] == "message 09999" and len(kept.messages) == 10
     assert kept.dropped_messages == 9_990 and len(calls) <= 20 and sum(calls) <= 10_000 * 15
+
+
+def _first_loop(tokens: list[int]) -> int | None:
+    """The 1-based position at which the loop guard stops these tokens, if it does."""
+    guard = LoopGuard()
+    return next((i for i, token in enumerate(tokens, start=1) if guard.looping(token)), None)
+
+
+def test_the_loop_guard_stops_a_sentence_repeated_to_the_limit() -> None:
+    intro = list(range(100, 130))
+    sentence = [7, 8, 9, 10, 11]  # "So, a single table is ..."
+    assert _first_loop(intro + sentence * 3) == 30 + 15  # the third copy completes the loop
+    assert _first_loop(intro + sentence * 2 + [99]) is None  # twice is not yet a loop for a short run
+    paragraph = list(range(200, 220))  # 20 tokens: twice back to back is a loop already
+    assert _first_loop(intro + paragraph * 2) == 30 + 40
+    assert _first_loop([5] * 11) is None and _first_loop([5] * 12) == 12
+
+
+def test_the_loop_guard_lets_ordinary_text_through() -> None:
+    counting = [t for n in range(60) for t in (n, 3, 4)]  # "1, 2, 3, ...": a shape repeats, not its tokens
+    assert _first_loop(counting) is None
+    rows = [t for n in range(40) for t in (50, 51, n, 52)]  # list rows that share a prefix
+    assert _first_loop(rows) is None
+
+
+def test_an_answer_from_sources_gets_the_rag_defaults_where_the_request_left_them_open() -> None:
+    defaults = rag_sampling(Sampling())
+    assert defaults.loop_guard and defaults.max_tokens == RAG_MAX_TOKENS
+    asked = rag_sampling(Sampling(max_tokens=10, repetition_penalty=1.3, temperature=0.5))
+    assert (asked.max_tokens, asked.repetition_penalty, asked.temperature, asked.loop_guard) == (10, 1.3, 0.5, True)
+    assert not Sampling().loop_guard  # a plain chat, without sources, is generated as asked
