@@ -184,3 +184,34 @@ def test_polling_a_table_without_triggers_sees_inserts_updates_and_deletes(
     assert (status["mode"], status["poll_column"], status["queued"]) == ("poll", "updated_at", 0)
     assert onnxvec(settings, "sources", "rm", "notes", "--drop-embeddings").returncode == 0
     assert not _documents(engine, "notes:")
+
+
+def test_a_source_whose_database_is_gone_is_removed_with_force(
+    settings: Settings, endpoints: embedded.Endpoints
+) -> None:
+    """`sources rm` refuses while the other database cannot be reached (its triggers would stay there),
+    saying how to go on; `--force` removes the source here."""
+    url = make_url(endpoints.database_url)
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS lost WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE lost"))
+    lost_url = url.set(database="lost").render_as_string(hide_password=False)
+    lost = create_engine(lost_url)
+    with lost.begin() as conn:
+        conn.execute(text("CREATE TABLE items (id int PRIMARY KEY, body text)"))
+        conn.execute(text("INSERT INTO items VALUES (1, 'an item in a database about to vanish')"))
+    lost.dispose()
+    args = ["--table", "items", "--collection", "lost", "--text-column", "body", "--database-url", lost_url]
+    assert onnxvec(settings, "sources", "add", "lost", *args).returncode == 0
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE lost WITH (FORCE)"))
+    admin.dispose()
+    refused = onnxvec(settings, "sources", "rm", "lost")
+    assert refused.returncode == 1 and "sources rm --force" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+    status = json.loads(onnxvec(settings, "sources", "status", "lost").stdout)  # still listed, with why
+    assert status["queued"] is None and "lost" in status["error"]
+    forced = onnxvec(settings, "sources", "rm", "lost", "--force", "--drop-embeddings")
+    assert forced.returncode == 0, forced.stderr
+    assert "lost" not in onnxvec(settings, "sources", "list").stdout
