@@ -36,21 +36,34 @@ def _in_step(engine: Engine, rows: Engine, table: str, prefix: str) -> bool:
     return _contents(engine, prefix) == expected
 
 
+def _admin(endpoints: embedded.Endpoints) -> Engine:
+    return create_engine(make_url(endpoints.database_url), isolation_level="AUTOCOMMIT")
+
+
+def _fresh_database(endpoints: embedded.Endpoints, name: str) -> str:
+    """A new, empty database in the embedded Postgres (for onnxvec, another server it reaches by URL)."""
+    admin = _admin(endpoints)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return make_url(endpoints.database_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_database(endpoints: embedded.Endpoints, name: str) -> None:
+    admin = _admin(endpoints)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
 @pytest.fixture
 def shop(endpoints: embedded.Endpoints) -> Iterator[tuple[str, Engine]]:
-    """A second database in the embedded Postgres: for onnxvec, another server it reaches by URL."""
-    url = make_url(endpoints.database_url)
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS shop WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE shop"))
-    shop_url = url.set(database="shop").render_as_string(hide_password=False)
+    shop_url = _fresh_database(endpoints, "shop")
     remote = create_engine(shop_url)
     yield shop_url, remote
     remote.dispose()
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE shop WITH (FORCE)"))
-    admin.dispose()
+    _drop_database(endpoints, "shop")
 
 
 def test_a_table_in_another_database_is_kept_by_triggers_there(
@@ -191,12 +204,7 @@ def test_a_source_whose_database_is_gone_is_removed_with_force(
 ) -> None:
     """`sources rm` refuses while the other database cannot be reached (its triggers would stay there),
     saying how to go on; `--force` removes the source here."""
-    url = make_url(endpoints.database_url)
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS lost WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE lost"))
-    lost_url = url.set(database="lost").render_as_string(hide_password=False)
+    lost_url = _fresh_database(endpoints, "lost")
     lost = create_engine(lost_url)
     with lost.begin() as conn:
         conn.execute(text("CREATE TABLE items (id int PRIMARY KEY, body text)"))
@@ -204,9 +212,7 @@ def test_a_source_whose_database_is_gone_is_removed_with_force(
     lost.dispose()
     args = ["--table", "items", "--collection", "lost", "--text-column", "body", "--database-url", lost_url]
     assert onnxvec(settings, "sources", "add", "lost", *args).returncode == 0
-    with admin.connect() as conn:
-        conn.execute(text("DROP DATABASE lost WITH (FORCE)"))
-    admin.dispose()
+    _drop_database(endpoints, "lost")
     refused = onnxvec(settings, "sources", "rm", "lost")
     assert refused.returncode == 1 and "sources rm --force" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
