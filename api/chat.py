@@ -147,10 +147,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _events(chat, prepared, core, head, include_usage, request.app.state.metrics)
         return event_stream(events)
-    choices, completion_tokens = [], 0
+    choices, texts, completion_tokens = [], [], 0
     for index in range(core.n):
         text, generation = await choice_text(request, prepared, core.sampling, index)
         completion_tokens += generation.completion_tokens
+        texts.append(text)
         choices.append(
             {
                 "index": index,
@@ -165,7 +166,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Res
             "object": "chat.completion",
             "choices": choices,
             "usage": _usage(prepared, completion_tokens),
-            "citations": prepared.citations(),
+            "citations": prepared.citations(texts),
+            "retrieved": prepared.retrieved(),
             "retrieval_ms": round(prepared.retrieval_ms, 2),
         }
     )
@@ -182,21 +184,28 @@ async def _events(
             b"data: " + orjson.dumps(head | {"object": "chat.completion.chunk", "choices": choices} | extra) + b"\n\n"
         )
 
-    completion_tokens = 0
+    completion_tokens, texts = 0, []
     for index in range(core.n):
         generation = chat.start(prepared, core.sampling, index)
+        texts.append("")
         yield event([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         sent = 0
         async with contextlib.aclosing(counted_deltas(chat, prepared, generation, metrics)) as deltas:
             async for delta in deltas:
+                texts[-1] += delta
                 entries = generation.logprobs[sent:]  # appended by the generation thread meanwhile
                 sent += len(entries)
                 logprobs = _logprobs(core.sampling, entries)
                 choice = {"index": index, "delta": {"content": delta}, "logprobs": logprobs, "finish_reason": None}
                 yield event([choice])
         completion_tokens += generation.completion_tokens
-        last = {"citations": prepared.citations(), "retrieval_ms": round(prepared.retrieval_ms, 2)}
-        last = last if index == core.n - 1 else {}
+        last = {}
+        if index == core.n - 1:
+            last = {
+                "citations": prepared.citations(texts),
+                "retrieved": prepared.retrieved(),
+                "retrieval_ms": round(prepared.retrieval_ms, 2),
+            }
         yield event([{"index": index, "delta": {}, "finish_reason": _finish(generation.finish_reason)}], **last)
     if include_usage:
         yield event([], usage=_usage(prepared, completion_tokens))

@@ -191,6 +191,12 @@ class Citation(BaseModel):
     score: float
 
 
+class UsedCitation(Citation):
+    evidence: Literal["marker", "overlap"] = Field(
+        description="how the answer uses it: its [n] marker, or a run of 5 words quoted from it"
+    )
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"]
@@ -198,7 +204,8 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[ChatCompletionChoice]
     usage: ChatUsage
-    citations: list[Citation] = Field(description="onnxvec: the retrieved sources the prompt numbered")
+    citations: list[UsedCitation] = Field(description="onnxvec: the sources the answer uses (of `retrieved`)")
+    retrieved: list[Citation] = Field(description="onnxvec: every retrieved source the prompt numbered")
     retrieval_ms: float = Field(description="onnxvec: time spent retrieving the sources")
 
 
@@ -223,7 +230,8 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChatCompletionChunkChoice]
     usage: ChatUsage | SkipJsonSchema[None] = omitted("in a last chunk of its own (no choices), if asked")
-    citations: list[Citation] | SkipJsonSchema[None] = omitted("onnxvec: on the last choice's finishing chunk")
+    citations: list[UsedCitation] | SkipJsonSchema[None] = omitted("onnxvec: on the last choice's finishing chunk")
+    retrieved: list[Citation] | SkipJsonSchema[None] = omitted("onnxvec: beside citations")
     retrieval_ms: float | SkipJsonSchema[None] = omitted("onnxvec: beside citations")
 
 

@@ -7,8 +7,10 @@ answers every question of bench/rag_questions.json twice: /v1/search (k = 10) fo
 /v1/chat/completions over the collection for the answer.
 
 Printed: retrieval hit@1, hit@5 and MRR@10 (a hit is a chunk of a page that states the answer),
-answer accuracy (one of the question's facts is in the answer), citation accuracy (a cited source
-is such a page), answers that loop (a phrase repeated over and over), latency and answer tokens/s.
+answer accuracy (one of the question's facts is in the answer), citations (the sources the answer
+uses): accuracy (one is such a page), precision (the share of them that are) and the answers citing
+any; how often such a page was in the prompt at all; answers that loop (a phrase repeated over and
+over), latency and answer tokens/s.
 
 Usage: python bench/rag.py [--model NAME] [--k 4] [--max-tokens 128] [--limit N] [--port 8093]
        (last stdout line: one JSON object; --show prints every answer)
@@ -115,12 +117,16 @@ def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: a
     reply.raise_for_status()
     answer = reply.json()
     text = answer["choices"][0]["message"]["content"] or ""
-    cited = {page(c["source"]) for c in answer.get("citations", [])}
+    cited = [page(c["source"]) for c in answer["citations"]]  # the sources the answer uses
+    retrieved = {page(c["source"]) for c in answer["retrieved"]}  # every source in the prompt
     return {
         "id": question["id"],
         "first_hit": ranks[0] if ranks else None,
         "answered": found(question["facts"], text),
-        "cited": bool(cited & pages),
+        "cited": bool(set(cited) & pages),
+        "citations": len(cited),
+        "right_citations": sum(c in pages for c in cited),
+        "in_prompt": bool(retrieved & pages),
         "looped": looped(text),
         "seconds": seconds,
         "tokens": answer["usage"]["completion_tokens"],
@@ -132,6 +138,7 @@ def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: f
     n = len(results)
     firsts = [r["first_hit"] for r in results]
     seconds = np.array([r["seconds"] for r in results])
+    cited = sum(r["citations"] for r in results)
     return {
         "model": args.model,
         "questions": n,
@@ -140,6 +147,9 @@ def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: f
         "mrr_at_10": round(sum(1 / f for f in firsts if f) / n, 3),
         "answer_accuracy": round(sum(r["answered"] for r in results) / n, 3),
         "citation_accuracy": round(sum(r["cited"] for r in results) / n, 3),
+        "citation_precision": round(sum(r["right_citations"] for r in results) / max(1, cited), 3),
+        "answers_citing": round(sum(r["citations"] > 0 for r in results) / n, 3),
+        "answer_page_in_prompt": round(sum(r["in_prompt"] for r in results) / n, 3),
         "loops": sum(r["looped"] for r in results),
         "latency_p50_s": round(float(np.percentile(seconds, 50)), 2),
         "latency_p90_s": round(float(np.percentile(seconds, 90)), 2),

@@ -3,16 +3,17 @@
 `ChatService` lives in the server's event loop. A request naming a collection has its last user
 message embedded with that collection's model, the top chunks retrieved (filter and minimum score
 applied) and handed to the model as numbered sources; the sources that fit the context come back as
-citations. Each model runs in a process of its own (onnxvec/chat/process.py: its prefill would hold
-this process's GIL), one completion at a time; waiting requests take turns by client (onnxvec/chat/turns.py),
-and a client with `max_queued_chats` requests waiting is answered Overloaded (429).
+`retrieved`, and those the answer uses as `citations` (onnxvec/chat/citations.py). Each model runs
+in a process of its own (onnxvec/chat/process.py: its prefill would hold this process's GIL), one
+completion at a time; waiting requests take turns by client (onnxvec/chat/turns.py), and a client
+with `max_queued_chats` requests waiting is answered Overloaded (429).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 
+from onnxvec.chat.citations import used_sources
 from onnxvec.chat.generate import Sampling
 from onnxvec.chat.process import RemoteChatEngine, RemoteGeneration
 from onnxvec.chat.prompt import Message, Prompt, fit
@@ -30,7 +32,7 @@ from onnxvec.errors import GenerationError, InvalidRequest
 from onnxvec.models.manifest import ModelManifest, require
 from onnxvec.models.store import ModelStore
 from onnxvec.retrieval.search import find_collection, search_text
-from onnxvec.storage import chunks
+from onnxvec.storage.chunks import Hit
 from onnxvec.values import invalid_unicode
 
 T = TypeVar("T")
@@ -57,18 +59,25 @@ class Prepared:
     retrieval_ms: float = 0.0
     owner: str = ""  # the client it is for, whose turn at the model it waits for
 
-    def citations(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "index": number,
-                "document_id": hit.document_id,
-                "external_id": hit.external_id,
-                "source": hit.source,
-                "chunk": hit.ordinal,
-                "score": hit.score,
-            }
-            for number, hit in enumerate(self.prompt.sources, start=1)
-        ]
+    def retrieved(self) -> list[dict[str, Any]]:
+        """Every source the prompt numbered, in its order."""
+        return [_source(number, hit) for number, hit in enumerate(self.prompt.sources, start=1)]
+
+    def citations(self, answers: Sequence[str]) -> list[dict[str, Any]]:
+        """The sources the answers use (their [n] markers, or a run of words quoted from them)."""
+        used = used_sources(answers, self.prompt.sources)
+        return [_source(n, self.prompt.sources[n - 1]) | {"evidence": how} for n, how in used.items()]
+
+
+def _source(number: int, hit: Hit) -> dict[str, Any]:
+    return {
+        "index": number,
+        "document_id": hit.document_id,
+        "external_id": hit.external_id,
+        "source": hit.source,
+        "chunk": hit.ordinal,
+        "score": hit.score,
+    }
 
 
 RAG_MAX_TOKENS = 256  # an answer from sources is short; a request may ask for more
@@ -179,7 +188,7 @@ class ChatService:
             )
         return Prepared(engine, Prompt([], [], 0), ids, owner=owner)
 
-    async def retrieve(self, request: ChatRequest) -> list[chunks.Hit]:
+    async def retrieve(self, request: ChatRequest) -> list[Hit]:
         """Top-k chunks of the collection for the last user message, above the minimum score."""
         query = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
         if not query:  # an unknown collection is still a 404 first, as on every route that names one

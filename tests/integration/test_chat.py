@@ -47,7 +47,7 @@ def test_completion_shape_and_usage(chat_api) -> None:
         assert usage["completion_tokens"] == 7
     else:  # the random model happened to emit its end token
         assert choice["finish_reason"] == "stop" and usage["completion_tokens"] < 7
-    assert body["citations"] == []
+    assert body["citations"] == [] and body["retrieved"] == []
 
 
 def test_seed_is_deterministic_and_n_choices_differ(chat_api) -> None:

@@ -56,11 +56,29 @@ def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine,
     ).json()
     answer = body["choices"][0]["message"]["content"]
     assert "Quandtberg" in answer, answer
-    assert body["citations"][0]["external_id"] == "fact-0" and body["citations"][0]["document_id"] == ids[0]
-    assert len(body["citations"]) == 2 and body["citations"][0]["score"] > body["citations"][1]["score"]
+    retrieved = body["retrieved"]  # every source in the prompt, best first
+    assert [r["external_id"] for r in retrieved][:1] == ["fact-0"] and retrieved[0]["document_id"] == ids[0]
+    assert len(retrieved) == 2 and retrieved[0]["score"] > retrieved[1]["score"]
+    # cited: the fact the answer repeats, not the unrelated source it ignored
+    assert [(c["external_id"], c["index"]) for c in body["citations"]] == [("fact-0", 1)], (answer, body["citations"])
+    assert body["citations"][0]["evidence"] in {"marker", "overlap"}
+    streamed = httpx.post(
+        smol_api.url + URL,
+        json={
+            "messages": question,
+            "collection": "rag-facts",
+            "k": 2,
+            "max_tokens": 40,
+            "temperature": 0,
+            "stream": True,
+        },
+        timeout=120,
+    )
+    final = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")][-1]
+    assert final["citations"] == body["citations"] and final["retrieved"] == retrieved
     plain = httpx.post(smol_api.url + URL, json={"messages": question, "max_tokens": 40, "temperature": 0}, timeout=120)
     assert "Quandtberg" not in plain.json()["choices"][0]["message"]["content"]  # the model cannot know it
-    assert plain.json()["citations"] == []
+    assert plain.json()["citations"] == [] and plain.json()["retrieved"] == []
 
 
 def test_openai_client(smol_api) -> None:
