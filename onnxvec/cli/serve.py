@@ -29,7 +29,8 @@ def chat_command(
     max_tokens: Annotated[int, typer.Option(min=1)] = 256,
     temperature: Annotated[float | None, typer.Option(min=0, max=2)] = None,
 ) -> None:
-    """Ask a question; the answer streams as it is generated, then the sources it was given."""
+    """Ask a question; the answer streams as it is generated, then the sources it was given, marking
+    those it cites."""
     import asyncio
 
     from onnxvec.chat.generate import Sampling
@@ -50,12 +51,16 @@ def chat_command(
         chat = ChatService(settings, database(settings), embeddings)
         try:
             prepared = await chat.prepare(request)
+            answer = ""
             async for delta in chat.stream(chat.start(prepared, request.sampling)):
+                answer += delta
                 typer.echo(delta, nl=False)
             typer.echo()
-            for cite in prepared.citations():
+            used = {cite["index"]: cite["evidence"] for cite in prepared.citations([answer])}
+            for cite in prepared.retrieved():
                 where = cite["source"] or cite["external_id"]
-                typer.echo(f"[{cite['index']}] {where} (chunk {cite['chunk']}, score {cite['score']:.3f})")
+                cited = f", cited ({used[cite['index']]})" if cite["index"] in used else ""
+                typer.echo(f"[{cite['index']}] {where} (chunk {cite['chunk']}, score {cite['score']:.3f}{cited})")
         finally:
             await chat.close()
             await embeddings.close()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from onnxvec.chat.generate import LoopGuard, Sampling, StopMatcher
-from onnxvec.chat.prompt import fit
+from onnxvec.chat.prompt import INSTRUCTIONS, fit, with_context
 from onnxvec.chat.service import RAG_MAX_TOKENS, rag_sampling
 from onnxvec.errors import PromptTooLong
+from onnxvec.storage.chunks import Hit
 
 
 def test_stop_matcher_holds_back_partial_stops() -> None:
@@ -33,6 +34,45 @@ def test_fit_drops_history_then_sources() -> None:
     assert [m["content"] for m in kept.messages] == ["S", "Q"] and kept.dropped_messages == 1
     with pytest.raises(PromptTooLong):
         fit([{"role": "user", "content": "x" * 50}], [], count, budget=10)
+
+
+def _hit(number: int, text: str) -> Hit:
+    return Hit(number, number, f"doc-{number}", f"page-{number}.html", {}, 0, text, 0.2, 0.8)
+
+
+def test_sources_come_right_before_the_question() -> None:
+    hits = [_hit(1, "Alpha is first."), _hit(2, "  Beta is second.\n")]
+    messages = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Which is first?"}]
+    system, user = with_context(messages, hits)
+    assert system == messages[0]  # the client's system message is left as it was
+    assert user["role"] == "user" and user["content"] == (
+        "Sources:\n[1] (page-1.html) Alpha is first.\n[2] (page-2.html) Beta is second.\n\n"
+        f"{INSTRUCTIONS}\n\nQuestion: Which is first?"
+    )
+    assert with_context(messages, []) == messages
+
+
+def test_sources_go_to_the_system_message_when_the_user_did_not_speak_last() -> None:
+    hits = [_hit(1, "Alpha is first.")]
+    ending = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "The answer is"}]
+    first, *rest = with_context(ending, hits)
+    assert first["role"] == "system" and "[1] (page-1.html) Alpha is first." in first["content"] and rest == ending
+    with_system = with_context([{"role": "system", "content": "Be kind."}, *ending], hits)
+    assert with_system[0]["content"].startswith("Be kind.\n\nSources:\n[1]") and with_system[1:] == ending
+
+
+def test_fit_drops_the_lowest_ranked_sources_and_keeps_the_question() -> None:
+    hits = [_hit(n, "word " * 20) for n in range(1, 5)]
+    messages = [{"role": "user", "content": "old"}, {"role": "assistant", "content": "reply"}]
+    messages.append({"role": "user", "content": "the question"})
+
+    def count(candidate: list) -> int:
+        return sum(len(m["content"]) for m in candidate)
+
+    budget = count(with_context(messages[2:], hits[:2]))
+    kept = fit(messages, hits, count, budget)
+    assert kept.sources == hits[:2] and kept.dropped_messages == 2
+    assert kept.messages[-1]["content"].endswith("Question: the question")
 
 
 def test_fit_is_linear_in_a_long_history() -> None:
