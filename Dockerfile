@@ -1,5 +1,6 @@
-# CPU image for the api and worker services. The default models (MiniLM embeddings and the SmolLM2
-# chat model, built int4) are pulled at build time, so containers start without any download.
+# CPU image for the api and worker services. The models (MiniLM embeddings, the default chat model
+# Qwen2.5-Coder-0.5B-Instruct and the small SmolLM2-135M, both built int4) are pulled at build time, so
+# containers start without any download.
 # BASE: any Debian-like image with Python 3.11+ and venv; TORCH_INDEX: where the CPU build of torch
 # (needed only to build the chat model) comes from.
 ARG BASE=python:3.11-slim
@@ -24,6 +25,7 @@ RUN python3 -m venv /opt/onnxvec \
     && pip install --extra-index-url "${TORCH_INDEX}" -e '.[build]' \
     && onnxvec models pull all-MiniLM-L6-v2 \
     && onnxvec models pull SmolLM2-135M-Instruct \
+    && onnxvec models pull Qwen2.5-Coder-0.5B-Instruct \
     && pip uninstall -y torch transformers accelerate gguf onnxscript onnx-ir \
     && useradd --system --home-dir /var/lib/onnxvec onnxvec \
     && chown -R onnxvec /var/lib/onnxvec

@@ -16,6 +16,7 @@ install: $(BIN)/onnxvec
 model: install
 	$(BIN)/onnxvec models pull all-MiniLM-L6-v2
 	$(BIN)/onnxvec models pull SmolLM2-135M-Instruct
+	$(BIN)/onnxvec models pull Qwen2.5-Coder-0.5B-Instruct
 
 up: model
 	$(BIN)/onnxvec up

@@ -78,7 +78,10 @@ class Settings(BaseSettings):
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000, description="HNSW build candidate list")
     ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search candidate list (at least k)")
     # chat
-    chat_model: str = "SmolLM2-135M-Instruct"
+    chat_model: str = Field(
+        default="Qwen2.5-Coder-0.5B-Instruct",
+        description="default chat model (SmolLM2-135M-Instruct: the small, faster one; bench/rag.py compares them)",
+    )
     chat_collection: str | None = Field(default=None, description="collection for RAG when a request names none")
     max_queued_chats: int = Field(
         default=16, ge=0, description="a client (API key or address) with this many chats waiting for a model gets 429"

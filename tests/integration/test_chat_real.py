@@ -1,5 +1,6 @@
-"""The real default chat model (SmolLM2-135M-Instruct, int4): facts, RAG with citations, the openai
-client, a client leaving mid-stream, and the queue limit."""
+"""The real chat models: the small one (SmolLM2-135M-Instruct, int4) for facts, RAG with citations,
+the openai client, a client leaving mid-stream and the queue limit; the default one
+(Qwen2.5-Coder-0.5B-Instruct, int4) answering from its sources."""
 
 from __future__ import annotations
 
@@ -38,16 +39,21 @@ def test_paris(smol_api) -> None:
     assert "Paris" in body["choices"][0]["message"]["content"], body
 
 
-def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine, embedder: EmbeddingEngine) -> None:
-    texts = [FACT, *OTHER]
+def _collection(engine: Engine, embedder: EmbeddingEngine, name: str, texts: list[str]) -> list[int]:
+    """A collection holding each text as one document of one chunk (fact-0, fact-1, ...); their ids."""
     vectors = embedder.embed(texts).vectors
     with engine.begin() as conn:
-        col = collections.create_collection(conn, "rag-facts", embedder.manifest.name, embedder.dims, "cosine")
+        col = collections.create_collection(conn, name, embedder.manifest.name, embedder.dims, "cosine")
         sources = [SourceDocument(f"fact-{i}", f"mem://fact-{i}", t, {}) for i, t in enumerate(texts)]
         ids = documents.register(conn, col, sources).queued
         for doc_id, text, vector in zip(ids, texts, vectors, strict=True):
             row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, vector)
             chunks.write_chunks(conn, col, doc_id, [row])
+    return ids
+
+
+def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine, embedder: EmbeddingEngine) -> None:
+    ids = _collection(engine, embedder, "rag-facts", [FACT, *OTHER])
     question = [{"role": "user", "content": "Who is the chief engineer of the Zorbulax Project?"}]
     body = httpx.post(
         smol_api.url + URL,
@@ -79,6 +85,32 @@ def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine,
     plain = httpx.post(smol_api.url + URL, json={"messages": question, "max_tokens": 40, "temperature": 0}, timeout=120)
     assert "Quandtberg" not in plain.json()["choices"][0]["message"]["content"]  # the model cannot know it
     assert plain.json()["citations"] == [] and plain.json()["retrieved"] == []
+
+
+MANUAL = [
+    "The zorbctl tool reads its settings from /etc/zorb/zorb.conf unless the --config option names another file.",
+    "The max_glide_connections parameter sets how many clients Zorbulax serves at once; it defaults to 250.",
+    "Zorbulax writes its log to the file named by log_target, rotating it every 24 hours.",
+    "To stop a running Zorbulax server cleanly, send it SIGTERM; SIGKILL loses the changes not yet flushed.",
+]
+MANUAL_QUESTIONS = [  # (question, a fact the answer must hold, the source that states it)
+    ("How many clients does Zorbulax serve at once by default?", "250", "fact-1"),
+    ("Which file does zorbctl read its settings from?", "/etc/zorb/zorb.conf", "fact-0"),
+    ("Which signal stops a Zorbulax server cleanly?", "SIGTERM", "fact-3"),
+]
+
+
+def test_the_default_chat_model_answers_from_its_sources(rag_api, engine: Engine, embedder: EmbeddingEngine) -> None:
+    """The default chat model states the fact its source holds and cites that source, where the small
+    model mostly does not (bench/rag.py); and says so when the sources hold no answer."""
+    _collection(engine, embedder, "rag-manual", MANUAL)
+    for question, fact, source in MANUAL_QUESTIONS:
+        body = {"messages": [{"role": "user", "content": question}], "collection": "rag-manual", "k": 3}
+        reply = httpx.post(rag_api.url + URL, json=body | {"temperature": 0}, timeout=300).json()
+        answer = reply["choices"][0]["message"]["content"]
+        assert fact in answer, (question, answer)
+        assert source in [c["external_id"] for c in reply["citations"]], (answer, reply["citations"])
+        assert reply["choices"][0]["finish_reason"] == "stop" and reply["usage"]["completion_tokens"] < 100
 
 
 def test_openai_client(smol_api) -> None:
