@@ -26,43 +26,29 @@ from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import chunks, collections, documents
 from tests.helpers import onnxvec
-from tests.tinyreranker import CORPUS, MAX_LENGTH, build_tiny_reranker, torch_logits
+from tests.tinyreranker import CORPUS, MAX_LENGTH, torch_logits
 
-RERANKER = "tiny-reranker"
+RERANKER = "tiny-reranker"  # tests/conftest.py converts it with `onnxvec models convert`
 QUERY = "where are vectors stored and searched?"
 LONG = " ".join(CORPUS * 3)  # far past MAX_LENGTH tokens: its pair is cut
 DOCUMENTS = [*CORPUS, LONG, "Paris", "vectors"]
 
 
 @pytest.fixture(scope="module")
-def hf_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_reranker(tmp_path_factory.mktemp("reranker") / "hf")
-
-
-@pytest.fixture(scope="module")
-def reranker(settings: Settings, model_store: ModelStore, hf_folder: Path) -> str:
-    """The tiny cross-encoder in the store, converted as a user would: `onnxvec models convert`."""
-    done = onnxvec(settings, "models", "convert", str(hf_folder), "--name", RERANKER)
-    assert done.returncode == 0, done.stderr
-    assert f"{RERANKER}: reranker, pairs of up to {MAX_LENGTH} tokens" in done.stdout
-    return RERANKER
-
-
-@pytest.fixture(scope="module")
-def expected(hf_folder: Path) -> np.ndarray:
+def expected(tiny_reranker_folder: Path) -> np.ndarray:
     """PyTorch's logits of (QUERY, document) for DOCUMENTS, the long one truncated as transformers does."""
-    return np.array(torch_logits(hf_folder, QUERY, DOCUMENTS))
+    return np.array(torch_logits(tiny_reranker_folder, QUERY, DOCUMENTS))
 
 
 @pytest.fixture(scope="module")
-def rerank_api(start_api, reranker: str):
-    return start_api(rerank_model=reranker)
+def rerank_api(start_api, tiny_reranker: str):
+    return start_api(rerank_model=tiny_reranker)
 
 
 @pytest.fixture(scope="module")
-def limited_api(start_api, reranker: str):
+def limited_api(start_api, tiny_reranker: str):
     """For the error cases: at most 4 documents a request."""
-    return start_api(rerank_model=reranker, max_rerank_documents=4)
+    return start_api(rerank_model=tiny_reranker, max_rerank_documents=4)
 
 
 def _post(server, path: str, body: dict) -> httpx.Response:
@@ -73,11 +59,15 @@ def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
 
-def test_manifest_and_models_list(rerank_api, model_store: ModelStore, reranker: str) -> None:
-    manifest = model_store.get(reranker)
+def test_manifest_and_models_list(rerank_api, settings: Settings, model_store: ModelStore, tiny_reranker: str) -> None:
+    manifest = model_store.get(tiny_reranker)
+    listed_line = next(
+        line for line in onnxvec(settings, "models", "list").stdout.splitlines() if line.startswith(tiny_reranker + " ")
+    )
+    assert listed_line.split() == [tiny_reranker, "reranker", str(MAX_LENGTH), "convert"]
     assert (manifest.kind, manifest.max_seq_length, manifest.dims) == ("reranker", MAX_LENGTH, None)
     listed = {m["id"]: m for m in httpx.get(rerank_api.url + "/v1/models").json()["data"]}
-    assert listed[reranker]["kind"] == "reranker"
+    assert listed[tiny_reranker]["kind"] == "reranker"
 
 
 def test_scores_equal_pytorch_logits(rerank_api, expected: np.ndarray) -> None:
@@ -94,13 +84,13 @@ def test_scores_equal_pytorch_logits(rerank_api, expected: np.ndarray) -> None:
     assert np.ptp(expected) > 0.05  # the orders compared here are not ties
 
 
-def test_cohere_shape(rerank_api, reranker: str, expected: np.ndarray) -> None:
+def test_cohere_shape(rerank_api, tiny_reranker: str, expected: np.ndarray) -> None:
     """The body Cohere's docs show for v1/v2 rerank (documents as strings; top_n; return_documents)."""
-    body = {"model": reranker, "query": QUERY, "documents": DOCUMENTS, "top_n": 3, "return_documents": False}
+    body = {"model": tiny_reranker, "query": QUERY, "documents": DOCUMENTS, "top_n": 3, "return_documents": False}
     response = _post(rerank_api, "/v1/rerank", body)
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert answer["model"] == reranker and answer["id"]
+    assert answer["model"] == tiny_reranker and answer["id"]
     results = answer["results"]
     assert [r["index"] for r in results] == np.argsort(-expected, kind="stable")[:3].tolist()
     for result in results:
@@ -157,7 +147,7 @@ def test_no_reranker_configured_is_a_400(api, collection: collections.Collection
     assert response.status_code == 400 and "ONNXVEC_RERANK_MODEL" in response.json()["error"]["message"]
 
 
-def test_a_long_query_keeps_half_the_pair(rerank_api, hf_folder: Path) -> None:
+def test_a_long_query_keeps_half_the_pair(rerank_api, tiny_reranker_folder: Path) -> None:
     """A query over half the model's length is cut to that half and the document fills the rest: the
     logit PyTorch gives for exactly those tokens (built by hand here from the tokenizer's ids)."""
     import torch
@@ -165,7 +155,7 @@ def test_a_long_query_keeps_half_the_pair(rerank_api, hf_folder: Path) -> None:
 
     long_query = " ".join(CORPUS[:3])
     got = _post(rerank_api, "/rerank", {"query": long_query, "texts": [LONG], "raw_scores": True}).json()[0]
-    tokenizer = AutoTokenizer.from_pretrained(hf_folder)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_reranker_folder)
     half = (MAX_LENGTH - 3) // 2  # [CLS] query [SEP] document [SEP]
     query = tokenizer(long_query, add_special_tokens=False)["input_ids"]
     assert len(query) > half
@@ -173,7 +163,7 @@ def test_a_long_query_keeps_half_the_pair(rerank_api, hf_folder: Path) -> None:
     first = [tokenizer.cls_token_id, *query[:half], tokenizer.sep_token_id]
     ids = torch.tensor([first + document + [tokenizer.sep_token_id]])
     types = torch.tensor([[0] * len(first) + [1] * (len(document) + 1)])
-    model = AutoModelForSequenceClassification.from_pretrained(hf_folder).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_reranker_folder).eval()
     with torch.no_grad():
         logit = model(input_ids=ids, token_type_ids=types, attention_mask=torch.ones_like(ids)).logits[0, 0]
     assert ids.shape[1] == MAX_LENGTH and got["score"] == pytest.approx(float(logit), abs=2e-5)
@@ -213,7 +203,7 @@ def test_search_rerank_returns_the_cross_encoders_order(
 
 
 def test_chat_retrieval_reranks(
-    settings: Settings, engine: Engine, reranker: str, collection: collections.Collection, expected: np.ndarray
+    settings: Settings, engine: Engine, tiny_reranker: str, collection: collections.Collection, expected: np.ndarray
 ) -> None:
     """The chat request's retrieval options: `rerank` hands chat the reranker's best k as its sources."""
 
@@ -222,7 +212,7 @@ def test_chat_retrieval_reranks(
         chat = ChatService(settings, engine, service)
         try:
             messages = [{"role": "user", "content": QUERY}]
-            request = ChatRequest(messages, collection=collection.name, k=2, rerank=True, rerank_model=reranker)
+            request = ChatRequest(messages, collection=collection.name, k=2, rerank=True, rerank_model=tiny_reranker)
             return [hit.external_id for hit in await chat.retrieve(request)]
         finally:
             await chat.close()
@@ -231,11 +221,11 @@ def test_chat_retrieval_reranks(
     assert asyncio.run(retrieve()) == [f"r-{i}" for i in np.argsort(-expected, kind="stable")[:2]]
 
 
-def test_pull_path_detects_or_is_told_the_kind(model_store: ModelStore, reranker: str, tmp_path: Path) -> None:
+def test_pull_path_detects_or_is_told_the_kind(model_store: ModelStore, tiny_reranker: str, tmp_path: Path) -> None:
     """`models pull --path` of an exported cross-encoder: its kind read from config.json's architectures,
     or given with --kind when the config does not say (else it would be taken for an embedding model)."""
     folder = tmp_path / "copy"
-    shutil.copytree(model_store.path(reranker), folder)
+    shutil.copytree(model_store.path(tiny_reranker), folder)
     (folder / "manifest.json").unlink()
     assert pull_local(model_store, "reranker-copy", folder).kind == "reranker"
     config = json.loads((folder / "config.json").read_text())
