@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -98,6 +99,15 @@ def test_cohere_shape(rerank_api, tiny_reranker: str, expected: np.ndarray) -> N
         assert result["relevance_score"] == pytest.approx(_sigmoid(expected[result["index"]]), abs=1e-5)
     tokens = answer["usage"]["total_tokens"]
     assert tokens > len(DOCUMENTS) * 3 and answer["meta"]["tokens"]["input_tokens"] == tokens
+
+
+def test_pairs_go_through_the_shared_micro_batcher(rerank_api, tiny_reranker: str) -> None:
+    """Reranking is scheduled as embeddings are: its forwards and tokens are the micro-batcher's metrics."""
+    _post(rerank_api, "/v1/rerank", {"query": QUERY, "documents": DOCUMENTS})
+    metrics = httpx.get(rerank_api.url + "/metrics").text
+    forwards = re.search(rf'^onnxvec_batch_inputs_sum{{model="{tiny_reranker}"}} (\S+)$', metrics, re.M)
+    tokens = re.search(rf'^onnxvec_tokens_embedded_total{{model="{tiny_reranker}"}} (\S+)$', metrics, re.M)
+    assert forwards and float(forwards[1]) >= len(DOCUMENTS) and tokens and float(tokens[1]) > len(DOCUMENTS)
 
 
 def test_jina_shape_returns_documents(rerank_api, expected: np.ndarray) -> None:
