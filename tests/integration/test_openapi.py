@@ -33,9 +33,10 @@ def keyed_api(start_api, engine: Engine, embedder: EmbeddingEngine, tiny_reranke
 
 
 @pytest.fixture(scope="module")
-def chat_schema(start_api, tiny_chat: str) -> schemathesis.BaseSchema:
-    """Chat and legacy completions on a keyed server whose chat model is the tiny one."""
-    server = start_api(api_keys=KEY, chat_model=tiny_chat)
+def chat_schema(start_api, tiny_chat: str, tiny_reranker: str) -> schemathesis.BaseSchema:
+    """Chat and legacy completions on a keyed server whose chat model (and reranker, for a request's
+    `rerank`) is the tiny one."""
+    server = start_api(api_keys=KEY, chat_model=tiny_chat, rerank_model=tiny_reranker)
     return schemathesis.openapi.from_url(server.url + "/openapi.json", headers=AUTH)
 
 
