@@ -26,6 +26,7 @@ from api.chat_schemas import ChatCompletionChunk
 from api.completions import router as completions_router
 from api.guard import Guard
 from api.metrics import Metrics
+from api.rerank import router as rerank_router
 from api.routes import JSON, router
 from api.schemas import Health, NotReady, Ready, error_responses
 from api.sources import router as sources_router
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(chat_router, dependencies=secured, responses=shared)
     app.include_router(completions_router, dependencies=secured, responses=shared)
     app.include_router(sources_router, dependencies=secured, responses=shared)
+    app.include_router(rerank_router, dependencies=secured, responses=shared)
     _probes(app)
     app.openapi = _openapi(app)
     return app

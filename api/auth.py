@@ -19,7 +19,7 @@ OPEN = {"/health"}  # liveness only: the document (/openapi.json, /docs, /redoc)
 # what a read-only key may call: reading methods, and the POST routes that only compute or search;
 # any other route (every one that writes, including those added later) is refused to it
 READING_METHODS = {"GET", "HEAD", "OPTIONS"}
-READING_POSTS = {"/v1/embeddings", "/v1/search", "/v1/chat/completions", "/v1/completions"}
+READING_POSTS = {"/v1/embeddings", "/v1/search", "/v1/chat/completions", "/v1/completions", "/v1/rerank", "/rerank"}
 
 # Declares the scheme in the OpenAPI document; the header itself is read by `refusal`, so that a
 # missing key and a wrong one get OpenAI's 401 bodies.

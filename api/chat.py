@@ -69,6 +69,8 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None, owne
         k=body.k,
         filter=body.filter,
         min_score=body.min_score,
+        rerank=body.rerank,
+        rerank_model=body.rerank_model,
         owner=owner,
     )
 

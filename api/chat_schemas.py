@@ -137,6 +137,8 @@ class ChatCompletionRequest(GenerationFields):
     k: JsonInt = Field(default=4, ge=1, le=50, description="onnxvec: chunks to retrieve")
     filter: MetadataFilter | None = Field(default=None, description="onnxvec: metadata filter for retrieval")
     min_score: float | None = Field(default=None, description="onnxvec: drop retrieved chunks scoring lower")
+    rerank: bool = Field(default=False, description="onnxvec: retrieve more candidates and keep a reranker's best k")
+    rerank_model: str | None = Field(default=None, description="onnxvec: the reranker (implies rerank)")
 
 
 class CompletionRequest(GenerationFields):

@@ -141,7 +141,10 @@ async def search(body: SearchRequest, request: Request) -> JSON:
         filter=body.filter,
         ef_search=body.ef_search or request.app.state.settings.ef_search,
         owner=request.state.owner,
+        rerank=body.rerank,
+        rerank_model=body.rerank_model,
     )
+    reranked = result.rerank_scores or [None] * len(result.hits)
     data = [
         {
             "object": "search.result",
@@ -155,9 +158,11 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "metadata": hit.metadata,
         }
         | ({"text": hit.text} if body.include_text else {})
-        for rank, hit in enumerate(result.hits, start=1)
+        | ({"rerank_score": score} if score is not None else {})
+        for rank, (hit, score) in enumerate(zip(result.hits, reranked, strict=True), start=1)
     ]
     collection = result.collection
+    tokens = result.query_tokens + result.rerank_tokens
     return JSON(
         {
             "object": "list",
@@ -165,7 +170,7 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "model": collection.model,
             "metric": collection.metric,
             "data": data,
-            "usage": {"prompt_tokens": result.query_tokens, "total_tokens": result.query_tokens},
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )
 

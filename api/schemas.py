@@ -108,6 +108,8 @@ class SearchRequest(BaseModel):
     ef_search: UpToMaxK | None = Field(
         default=None, description="HNSW candidate list (default: ONNXVEC_EF_SEARCH, 100)"
     )
+    rerank: bool = Field(default=False, description="re-score the top candidates with a reranker, keep the best k")
+    rerank_model: str | None = Field(default=None, description="the reranker (implies rerank; ONNXVEC_RERANK_MODEL)")
 
 
 # Responses
@@ -215,9 +217,9 @@ class Model(BaseModel):
     object: Literal["model"]
     created: int
     owned_by: str
-    kind: Literal["embedding", "chat"]
+    kind: Literal["embedding", "chat", "reranker"]
     dims: int | None = Field(description="embedding dimensions")
-    max_seq_length: int | None = Field(description="tokens an embedding input is cut at")
+    max_seq_length: int | None = Field(description="tokens an embedding input (or a reranker's pair) is cut at")
     pooling: Pooling | None
     normalize: bool
     distance_metrics: list[str]
@@ -240,6 +242,7 @@ class SearchHit(BaseModel):
     chunk: int = Field(description="ordinal of the chunk in its document")
     metadata: dict[str, Any]
     text: str | SkipJsonSchema[None] = omitted("the chunk's text; absent when include_text is false")
+    rerank_score: float | SkipJsonSchema[None] = omitted("the reranker's relevance in [0, 1], with rerank")
 
 
 class SearchResponse(BaseModel):

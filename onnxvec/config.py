@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     hnsw_m: int = Field(default=16, ge=2, le=100, description="HNSW links per node of a new collection's index")
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000, description="HNSW build candidate list")
     ef_search: int = Field(default=100, ge=1, le=1000, description="HNSW search candidate list (at least k)")
+    # reranking (cross-encoders)
+    rerank_model: str | None = Field(
+        default=None, description="reranker for /v1/rerank, /rerank and `rerank: true` when a request names none"
+    )
+    rerank_candidates: int = Field(
+        default=4, ge=1, description="`rerank: true` re-scores this many times k candidates (at least the minimum)"
+    )
+    rerank_min_candidates: int = Field(default=20, ge=1, description="candidates `rerank: true` re-scores at least")
+    max_rerank_documents: int = Field(default=1000, ge=1, description="documents one rerank request may hold")
     # chat
     chat_model: str = Field(
         default="Qwen2.5-Coder-0.5B-Instruct",

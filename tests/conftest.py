@@ -129,6 +129,24 @@ def tiny_chat(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
+def tiny_reranker_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random cross-encoder as a Hugging Face folder (PyTorch weights)."""
+    from tests.tinyreranker import build_tiny_reranker
+
+    return build_tiny_reranker(tmp_path_factory.mktemp("reranker") / "hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(settings: Settings, model_store: ModelStore, tiny_reranker_folder: Path) -> str:
+    """The tiny cross-encoder in the store as `tiny-reranker`, converted as a user would (`models convert`)."""
+    from tests.helpers import onnxvec
+
+    done = onnxvec(settings, "models", "convert", str(tiny_reranker_folder), "--name", "tiny-reranker")
+    assert done.returncode == 0, done.stderr
+    return "tiny-reranker"
+
+
+@pytest.fixture(scope="session")
 def chat_api(start_api: Callable[..., ApiServer], tiny_chat: str) -> ApiServer:
     """A server whose default chat model is the tiny one."""
     return start_api(chat_model=tiny_chat)

@@ -48,6 +48,8 @@ class ChatRequest:
     k: int = 4
     filter: dict[str, Any] | None = None
     min_score: float | None = None
+    rerank: bool = False  # re-score the candidates with a reranker (onnxvec/retrieval/rerank.py)
+    rerank_model: str | None = None
     owner: str = ""  # the client (key digest or address): turns at the model rotate between clients
 
 
@@ -202,6 +204,8 @@ class ChatService:
             request.k,
             filter=request.filter,
             owner=request.owner,
+            rerank=request.rerank,
+            rerank_model=request.rerank_model,
         )
         return [h for h in found.hits if request.min_score is None or h.score >= request.min_score]
 

@@ -28,6 +28,9 @@ def models_pull(
     include: Annotated[list[str] | None, typer.Option(help="hub file patterns to fetch")] = None,
     path: Annotated[Path | None, typer.Option(help="local folder to copy")] = None,
     pooling: Annotated[str | None, typer.Option(help="mean|cls|max|last")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="embedding|reranker (default: from config.json's architectures)")
+    ] = None,
     max_seq_length: Annotated[int | None, typer.Option()] = None,
     query_prefix: Annotated[str | None, typer.Option()] = None,
     passage_prefix: Annotated[str | None, typer.Option()] = None,
@@ -38,6 +41,7 @@ def models_pull(
     model_store = ModelStore(get_settings().models_dir)
     overrides = {
         "pooling": pooling,
+        "kind": kind,
         "max_seq_length": max_seq_length,
         "query_prefix": query_prefix,
         "passage_prefix": passage_prefix,
@@ -93,14 +97,17 @@ def models_convert(
     ] = None,
     optimize: Annotated[bool, typer.Option(help="apply ONNX Runtime's transformer fusions")] = False,
 ) -> None:
-    """Export an encoder to ONNX for embeddings (needs the build extra)."""
+    """Export an encoder to ONNX for embeddings, or a cross-encoder for reranking (needs the build extra)."""
     from onnxvec.models.build.convert import convert_encoder
 
     if int8 not in (None, "auto", "mixed", "all"):
         raise fail(f"--int8 must be auto, mixed or all, not {int8!r}")
     store = ModelStore(get_settings().models_dir)
     manifest = convert_encoder(store, name, folder, int8=int8, optimize=optimize)  # type: ignore[arg-type]
-    typer.echo(f"{manifest.name}: embedding, {manifest.dims} dims, pooling {manifest.pooling}")
+    if manifest.kind == "reranker":
+        typer.echo(f"{manifest.name}: reranker, pairs of up to {manifest.max_seq_length} tokens")
+    else:
+        typer.echo(f"{manifest.name}: embedding, {manifest.dims} dims, pooling {manifest.pooling}")
 
 
 @models_app.command("list")
@@ -110,7 +117,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         typer.echo(json.dumps([m.model_dump() for m in manifests]))
         return
     for m in manifests:
-        size = m.dims if m.kind == "embedding" else m.context_length
+        size = {"embedding": m.dims, "chat": m.context_length, "reranker": m.max_seq_length}[m.kind]
         typer.echo(f"{m.name:<32} {m.kind:<9} {size or '-':>6}  {m.source['type']}")
 
 

@@ -1,4 +1,5 @@
-"""The embedding engine: token-budget batches through one ONNX Runtime session, pooled and normalized.
+"""The embedding engine: token-budget batches through one ONNX Runtime session, pooled and normalized
+(the session, tokenizer and inputs shared with the cross-encoder of onnxvec/embedding/crossencoder.py).
 
 Vectors do not depend on batching: each batch is padded on the right and the attention mask keeps
 padding out of both attention and pooling, so an input's vector is the same alone or in any batch.
@@ -7,6 +8,7 @@ padding out of both attention and pooling, so an input's vector is the same alon
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +19,7 @@ from onnxvec.config import Settings
 from onnxvec.embedding.batching import plan_batches
 from onnxvec.embedding.tokenizer import Encoded, TextTokenizer
 from onnxvec.errors import ConfigurationError, ModelError
-from onnxvec.models.manifest import ModelManifest, require
+from onnxvec.models.manifest import Kind, ModelManifest, require
 from onnxvec.models.store import ModelStore
 
 log = logging.getLogger(__name__)
@@ -80,16 +82,20 @@ def providers(choice: str) -> list[str]:
     return (["CUDAExecutionProvider"] if has_cuda and choice != "cpu" else []) + ["CPUExecutionProvider"]
 
 
-class EmbeddingEngine:
-    """One loaded embedding model; thread-compatible (ONNX Runtime sessions allow concurrent runs)."""
+class OnnxEncoder(ABC):
+    """One loaded ONNX encoder (an embedding model or a cross-encoder) with its tokenizer; what the
+    micro-batcher feeds. Thread-compatible (ONNX Runtime sessions allow concurrent runs)."""
+
+    kind: Kind
+    dims: int  # values per input the forward returns
 
     def __init__(self, manifest: ModelManifest, store: ModelStore, settings: Settings) -> None:
-        require(manifest, "embedding")
+        require(manifest, self.kind)
         folder = store.path(manifest.name)
         self.manifest = manifest
         self.token_budget = settings.token_budget
         self.max_batch_size = settings.max_batch_size
-        self.tokenizer = TextTokenizer(folder / manifest.tokenizer_file, manifest.max_seq_length or 512)
+        self.tokenizer = TextTokenizer(folder / str(manifest.tokenizer_file), manifest.max_seq_length or 512)
         self.session = ort.InferenceSession(
             str(folder / str(manifest.runnable_onnx_file())),
             session_options(settings.threads),
@@ -101,6 +107,25 @@ class EmbeddingEngine:
             raise ModelError(f"{manifest.name}: unsupported model inputs {sorted(unknown) or sorted(inputs)}")
         self._input_types = {name: _NUMPY_TYPES[i.type] for name, i in inputs.items()}
         self._output = self.session.get_outputs()[0].name
+
+    @abstractmethod
+    def forward(self, batch: list[list[int]]) -> np.ndarray:
+        """[len(batch), dims] float32 for one batch of token ids (with special tokens)."""
+
+    def run(self, input_ids: np.ndarray, mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
+        """One ONNX Runtime run; the inputs the model does not take are left out."""
+        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": token_type_ids}
+        feeds = {name: feeds[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
+        return self.session.run([self._output], feeds)[0]
+
+
+class EmbeddingEngine(OnnxEncoder):
+    """One loaded embedding model."""
+
+    kind = "embedding"
+
+    def __init__(self, manifest: ModelManifest, store: ModelStore, settings: Settings) -> None:
+        super().__init__(manifest, store, settings)
         self._passage_prefix = self.tokenizer.content_ids(manifest.passage_prefix)
 
     @property
@@ -136,9 +161,7 @@ class EmbeddingEngine:
         if any(len(ids) == 0 for ids in batch):
             raise ValueError("cannot embed an empty token sequence")
         input_ids, mask = pad_batch(batch, self.tokenizer.pad_id)
-        feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        feeds = {name: feeds[name].astype(dtype, copy=False) for name, dtype in self._input_types.items()}
-        hidden = self.session.run([self._output], feeds)[0]
+        hidden = self.run(input_ids, mask, np.zeros_like(input_ids))
         pooled = hidden if hidden.ndim == 2 else pool(hidden, mask, self.manifest.pooling or "mean")
         pooled = pooled.astype(np.float32, copy=False)
         return l2_normalize(pooled) if self.manifest.normalize else pooled

@@ -1,9 +1,10 @@
-"""Embedding requests as OpenAI defines them, over loaded models and their micro-batchers.
+"""Embedding requests as OpenAI defines them, and rerankers' pair scores, over loaded models and their
+micro-batchers (one scheduler for both).
 
 The HTTP layer hands over the request's fields; this module resolves the model, tokenizes the
-input forms OpenAI allows (strings or token ids), embeds through the model's micro-batcher, and
-shortens/encodes the vectors. Errors are `InvalidRequest` (the client's fault, with the parameter)
-or `ModelNotFound`, which the HTTP layer turns into 400 / 404.
+input forms OpenAI allows (strings or token ids) or a reranker's (query, document) pairs, runs them
+through the model's micro-batcher, and shortens/encodes the vectors. Errors are `InvalidRequest`
+(the client's fault, with the parameter) or `ModelNotFound`, which the HTTP layer turns into 400 / 404.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from onnxvec.config import Settings
 from onnxvec.embedding import openai_tokens
 from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
 from onnxvec.embedding.microbatch import BatchTiming, MicroBatcher
-from onnxvec.embedding.registry import EngineRegistry
+from onnxvec.embedding.registry import EngineKind, EngineRegistry
 from onnxvec.embedding.tokenizer import Encoded
 from onnxvec.errors import InvalidRequest
 from onnxvec.models.manifest import ModelManifest
@@ -86,9 +87,9 @@ class EmbeddingService:
         self._on_batch = on_batch
         self._lock = asyncio.Lock()
 
-    def manifest(self, name: str | None) -> ModelManifest:
-        """The named model (the default when None or ""); ModelNotFound if it is not pulled."""
-        return self.models.manifest(name)
+    def manifest(self, name: str | None, kind: EngineKind = "embedding") -> ModelManifest:
+        """The named model (the configured one when None or ""); ModelNotFound if it is not pulled."""
+        return self.models.manifest(name, kind)
 
     def loaded(self, name: str) -> bool:
         return name in self._batchers
@@ -97,12 +98,14 @@ class EmbeddingService:
         """Inputs waiting for a forward, over all loaded models."""
         return sum(batcher.queued_inputs for batcher in self._batchers.values())
 
-    async def batcher(self, name: str | None) -> MicroBatcher:
-        manifest = self.manifest(name)
+    async def batcher(self, name: str | None, kind: EngineKind = "embedding") -> MicroBatcher:
+        """The micro-batcher of the named model of this kind (embedding models and rerankers share this
+        one scheduler: per-client turns, queue limits, loading once)."""
+        manifest = self.models.manifest(name, kind)
         if manifest.name not in self._batchers:
             async with self._lock:
                 if manifest.name not in self._batchers:
-                    engine = await asyncio.to_thread(self.models.engine, manifest.name)
+                    engine = await asyncio.to_thread(self.models.load, manifest.name, kind)
                     report = self._on_batch
                     self._batchers[manifest.name] = MicroBatcher(
                         engine,
@@ -120,23 +123,37 @@ class EmbeddingService:
         """Tokenize (off the event loop) and embed through the model's micro-batcher, in `owner`'s turns."""
         batcher = await self.batcher(model)
         items = as_sequences(value)
-        started = time.perf_counter()
         tokenize = partial(self._tokenize, batcher.engine, items, prefix)
-        if sum(map(len, items)) <= INLINE_TOKENIZE:
-            encoded = tokenize()
-        else:  # long inputs tokenize on a thread (the tokenizer releases the GIL), keeping the loop free
-            encoded = await asyncio.to_thread(tokenize)
-        tokenize_ms = (time.perf_counter() - started) * 1000
-        limit = batcher.engine.tokenizer.max_length
-        if not truncate and any(encoded.truncated):
-            index = encoded.truncated.index(True)
-            raise InvalidRequest(
-                f"Input {index} has {encoded.original_tokens[index]} tokens; this model's maximum is {limit}. "
-                "Shorten it or leave 'truncate' at true.",
-                "input",
-            )
+        encoded, tokenize_ms = await _encode(tokenize, sum(map(len, items)))
+        _refuse_truncated(encoded, truncate, batcher.engine.tokenizer.max_length, "Input", "input")
         vectors, timing = await batcher.embed(encoded.ids, owner)
         return batcher, EmbeddingResult(vectors, encoded, timing, tokenize_ms)
+
+    async def score_pairs(
+        self,
+        model: str | None,
+        query: str,
+        documents: Sequence[str],
+        *,
+        truncate: bool = True,
+        owner: str = "",
+        param: str = "documents",
+    ) -> tuple[MicroBatcher, EmbeddingResult]:
+        """A reranker's logits (vectors [n, 1]) of the (query, document) pairs, through its micro-batcher
+        in `owner`'s turns like any embedding request; `param` is the documents' field, named in errors."""
+        if not documents:
+            raise InvalidRequest(f"'{param}' must not be empty.", param)
+        if len(documents) > self.settings.max_rerank_documents:
+            limit = self.settings.max_rerank_documents
+            raise InvalidRequest(f"'{param}' holds {len(documents)} documents; at most {limit} are allowed.", param)
+        if invalid_unicode(query) or any(map(invalid_unicode, documents)):
+            raise InvalidRequest(f"The query or '{param}' holds text that is not valid Unicode.", param)
+        batcher = await self.batcher(model, "reranker")
+        tokenize = partial(batcher.engine.tokenizer.encode_pairs, query, documents)
+        encoded, tokenize_ms = await _encode(tokenize, len(query) * len(documents) + sum(map(len, documents)))
+        _refuse_truncated(encoded, truncate, batcher.engine.tokenizer.max_length, "The pair with document", param)
+        logits, timing = await batcher.embed(encoded.ids, owner)
+        return batcher, EmbeddingResult(logits, encoded, timing, tokenize_ms)
 
     async def close(self) -> None:
         for batcher in self._batchers.values():
@@ -153,3 +170,22 @@ class EmbeddingService:
             return engine.tokenizer.truncate_ids(items)  # type: ignore[arg-type]
         except ValueError as exc:
             raise InvalidRequest(str(exc), "input") from exc
+
+
+async def _encode(tokenize: Callable[[], Encoded], size: int) -> tuple[Encoded, float]:
+    """Tokenize on the event loop when short; long inputs on a thread (the tokenizer releases the GIL),
+    keeping the loop free. Returns the milliseconds it took too."""
+    started = time.perf_counter()
+    encoded = tokenize() if size <= INLINE_TOKENIZE else await asyncio.to_thread(tokenize)
+    return encoded, (time.perf_counter() - started) * 1000
+
+
+def _refuse_truncated(encoded: Encoded, truncate: bool, limit: int, what: str, param: str) -> None:
+    """With truncate=false, an input over the model's maximum is the client's to shorten (400)."""
+    if not truncate and any(encoded.truncated):
+        index = encoded.truncated.index(True)
+        raise InvalidRequest(
+            f"{what} {index} has {encoded.original_tokens[index]} tokens; this model's maximum is {limit}. "
+            "Shorten it or leave 'truncate' at true.",
+            param,
+        )

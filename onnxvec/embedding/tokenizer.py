@@ -29,6 +29,15 @@ class Encoded:
         return [orig > len(ids) for ids, orig in zip(self.ids, self.original_tokens, strict=True)]
 
 
+class PairIds(list[int]):
+    """A (query, document) pair's ids as a cross-encoder takes them, with its segments (token type ids):
+    the micro-batcher queues and batches it as any list of ids."""
+
+    def __init__(self, ids: Sequence[int], type_ids: Sequence[int]) -> None:
+        super().__init__(ids)
+        self.type_ids = list(type_ids)
+
+
 class TextTokenizer:
     """The model's tokenizer for embedding: no padding (batches pad), truncation to the model's max length.
 
@@ -61,6 +70,24 @@ class TextTokenizer:
             ids=[self.with_special_tokens(e.ids[: self.content_length]) for e in encodings],
             original_tokens=[len(e.ids) + special for e in encodings],
         )
+
+    def encode_pairs(self, query: str, texts: Sequence[str]) -> Encoded:
+        """(query, text) pairs in the model's pair template, each cut to max_length by cutting the text:
+        the query is kept whole, unless it alone would take more than half of the pair, then it keeps
+        that half (a query that leaves no room would score nothing)."""
+        special = self._tok.num_special_tokens_to_add(True)
+        query_enc = self._tok.encode(query, add_special_tokens=False)
+        query_tokens = len(query_enc.ids)
+        query_enc.truncate((self.max_length - special) // 2)
+        room = max(self.max_length - special - len(query_enc.ids), 0)
+        ids: list[list[int]] = []
+        original: list[int] = []
+        for text in self._tok.encode_batch(list(texts), add_special_tokens=False):
+            original.append(special + query_tokens + len(text.ids))
+            text.truncate(room)
+            pair = self._tok.post_process(query_enc, text)
+            ids.append(PairIds(pair.ids, pair.type_ids))
+        return Encoded(ids=ids, original_tokens=original)
 
     def content_ids(self, text: str) -> list[int]:
         """A text's ids without special tokens (e.g. a model's passage prefix, put before a chunk's ids)."""

@@ -1,5 +1,5 @@
 """What a pulled model is: its manifest (kind, files and their sha256, pooling, prefixes, precision),
-read from a model folder, and the one check that a model can embed."""
+read from a model folder, and the one check that a model can do what it is asked (embed, chat, rerank)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,14 @@ from onnxvec.infra.cpu import Precision, cpu_signature
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
 Pooling = Literal["mean", "cls", "max", "last"]
+Kind = Literal["embedding", "chat", "reranker"]
 
 
 class ModelManifest(BaseModel):
     """What onnxvec needs to know to use a model, written beside its files."""
 
     name: str
-    kind: Literal["embedding", "chat"]
+    kind: Kind
     files: dict[str, str]
     dims: int | None = None
     max_seq_length: int | None = None
@@ -93,14 +94,20 @@ def _onnx_output_dims(path: Path) -> int | None:
     return shape[-1] if isinstance(shape[-1], int) else None
 
 
-def describe_folder(folder: Path) -> dict[str, Any]:
-    """Infer a model's manifest fields from the files a hub or sentence-transformers folder carries."""
+def is_cross_encoder(config: dict[str, Any]) -> bool:
+    """A Hugging Face config of a sequence classifier (a cross-encoder scores a (query, document) pair)."""
+    return any(str(name).endswith("ForSequenceClassification") for name in config.get("architectures") or [])
+
+
+def describe_folder(folder: Path, kind: Kind | None = None) -> dict[str, Any]:
+    """Infer a model's manifest fields from the files a hub or sentence-transformers folder carries;
+    the kind from config.json's architectures unless given."""
     genai = _read_json(folder / "genai_config.json")
     if genai:
         return {
             "kind": "chat",
             "context_length": genai.get("model", {}).get("context_length"),
-            "tokenizer_file": _first(folder, ["tokenizer.json"], "tokenizer.json"),
+            "tokenizer_file": _tokenizer(folder),
             "pooling": None,
         }
     onnx_file = _first(folder, ["model.onnx", "onnx/model.onnx"], "*.onnx")
@@ -122,30 +129,46 @@ def describe_folder(folder: Path) -> dict[str, Any]:
         "mean",
     )
     max_len = st_config.get("max_seq_length") or config.get("max_position_embeddings")
-    dims, said = _onnx_output_dims(folder / onnx_file), config.get("hidden_size")
+    dims = _onnx_output_dims(folder / onnx_file)
+    if kind == "reranker" or (kind is None and is_cross_encoder(config)):
+        if dims != 1:  # relevance is one logit per pair; a multi-label classifier is no reranker
+            raise ModelError(f"{onnx_file} outputs {dims} values per input; a reranker outputs one logit")
+        return {
+            "kind": "reranker",
+            "onnx_file": onnx_file,
+            "tokenizer_file": _tokenizer(folder),
+            "max_seq_length": max_len,
+        }
+    said = config.get("hidden_size")
     if dims and said and dims != said:  # the vectors are what the ONNX file computes: a lie here broke writes
         raise ModelError(f"config.json says hidden_size {said}, but {onnx_file} outputs {dims} dimensions")
     return {
         "kind": "embedding",
         "onnx_file": onnx_file,
-        "tokenizer_file": _first(folder, ["tokenizer.json"], "tokenizer.json"),
+        "tokenizer_file": _tokenizer(folder),
         "dims": dims or said,
         "max_seq_length": max_len,
         "pooling": pooling,
     }
 
 
+def _tokenizer(folder: Path) -> str | None:
+    return _first(folder, ["tokenizer.json"], "tokenizer.json")
+
+
 def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-def require(manifest: ModelManifest, kind: Literal["embedding", "chat"]) -> ModelManifest:
+def require(manifest: ModelManifest, kind: Kind) -> ModelManifest:
     """The manifest, if it is a `kind` model onnxvec can run: the one check for every caller. Another
-    kind is the request's mistake (InvalidRequest on `model`); an embedding model without its files
-    is a broken model (ModelError)."""
+    kind is the request's mistake (InvalidRequest on `model`); an embedding model or reranker without
+    its files is a broken model (ModelError)."""
     if manifest.kind != kind:
         message = f"The model '{manifest.name}' is {_a(manifest.kind)} model, not {_a(kind)} model."
         raise InvalidRequest(message, "model")
     if kind == "embedding" and not (manifest.onnx_file and manifest.tokenizer_file and manifest.dims):
         raise ModelError(f"{manifest.name} is not an embedding model with an ONNX file, tokenizer.json and dims")
+    if kind == "reranker" and not (manifest.onnx_file and manifest.tokenizer_file):
+        raise ModelError(f"{manifest.name} is not a reranker with an ONNX file and tokenizer.json")
     return manifest

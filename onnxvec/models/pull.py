@@ -119,7 +119,9 @@ def pull_hub(
             "commit": commit,
             "include": include,
         }
-        return _with_encoding(store, store.commit(name, stage, describe_folder(stage) | given, source))
+        return _with_encoding(
+            store, store.commit(name, stage, describe_folder(stage, given.get("kind")) | given, source)
+        )
 
 
 def pull_local(store: ModelStore, name: str, folder: Path, **overrides: Any) -> ModelManifest:
@@ -130,7 +132,9 @@ def pull_local(store: ModelStore, name: str, folder: Path, **overrides: Any) -> 
     with store.staging(name) as stage:
         shutil.copytree(folder, stage, dirs_exist_ok=True)
         source = {"type": "local", "path": str(folder.resolve())}
-        return _with_encoding(store, store.commit(name, stage, describe_folder(stage) | given, source))
+        return _with_encoding(
+            store, store.commit(name, stage, describe_folder(stage, given.get("kind")) | given, source)
+        )
 
 
 def fetch_openai_encoding(store: ModelStore) -> None:
@@ -181,6 +185,8 @@ def _given(overrides: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in overrides.items() if v is not None}
     if given.get("pooling", "mean") not in get_args(Pooling):
         raise ModelError(f"pooling must be one of {', '.join(get_args(Pooling))}, not {given['pooling']!r}")
+    if given.get("kind", "embedding") not in ("embedding", "reranker"):  # a chat model is told by genai_config.json
+        raise ModelError(f"kind must be embedding or reranker, not {given['kind']!r}")
     return given
 
 

@@ -243,8 +243,8 @@ def test_a_key_scoped_to_collections_sees_only_them(start_api, new_database, emb
     assert call(full, "GET", "/metrics").status_code == 200
 
 
-def test_a_read_only_key_reads_and_writes_nothing(start_api, new_database, embedder) -> None:
-    """`keys create NAME --read-only`: embeddings, search, chat and every GET answer; any other method
+def test_a_read_only_key_reads_and_writes_nothing(start_api, new_database, embedder, tiny_reranker: str) -> None:
+    """`keys create NAME --read-only`: embeddings, search, reranking, chat and every GET answer; any other method
     or POST route (those that write, and any added later) is 403 before its body is read."""
     url = new_database("auth_read_only")
     database = db.make_engine(url)
@@ -254,12 +254,14 @@ def test_a_read_only_key_reads_and_writes_nothing(start_api, new_database, embed
         _, writer = keys.create(conn, "writer")
         assert [k.read_only for k in keys.list_keys(conn)] == [True, False]
     database.dispose()
-    server = start_api(database_url=url)
+    server = start_api(database_url=url, rerank_model=tiny_reranker)
 
     def call(key: str, method: str, path: str, body: dict | None = None) -> httpx.Response:
         return httpx.request(method, server.url + path, json=body, headers={"Authorization": f"Bearer {key}"})
 
     assert call(reader, "POST", "/v1/embeddings", {"input": "x"}).status_code == 200
+    assert call(reader, "POST", "/v1/rerank", {"query": "x", "documents": ["y"]}).status_code == 200
+    assert call(reader, "POST", "/rerank", {"query": "x", "texts": ["y"]}).status_code == 200
     assert call(reader, "POST", "/v1/search", {"collection": "docs", "query": "x"}).status_code == 200
     for path in ("/v1/models", "/v1/collections", "/ready", "/openapi.json"):
         assert call(reader, "GET", path).status_code == 200, path

