@@ -69,6 +69,7 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None, owne
         k=body.k,
         filter=body.filter,
         min_score=body.min_score,
+        mode=body.mode,
         owner=owner,
     )
 

@@ -12,7 +12,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas import JsonInt, MetadataFilter, Positive, error_responses, event_stream, int_range, omitted
+from api.schemas import (
+    MODE_HELP,
+    JsonInt,
+    MetadataFilter,
+    Positive,
+    error_responses,
+    event_stream,
+    int_range,
+    omitted,
+)
+from onnxvec.config import SearchMode
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -136,7 +146,10 @@ class ChatCompletionRequest(GenerationFields):
     collection: str | None = Field(default=None, description="onnxvec: answer from this collection (RAG)")
     k: JsonInt = Field(default=4, ge=1, le=50, description="onnxvec: chunks to retrieve")
     filter: MetadataFilter | None = Field(default=None, description="onnxvec: metadata filter for retrieval")
-    min_score: float | None = Field(default=None, description="onnxvec: drop retrieved chunks scoring lower")
+    min_score: float | None = Field(
+        default=None, description="onnxvec: drop retrieved chunks scoring lower (the score of the search mode)"
+    )
+    mode: SearchMode | None = Field(default=None, description="onnxvec: retrieval mode; " + MODE_HELP)
 
 
 class CompletionRequest(GenerationFields):

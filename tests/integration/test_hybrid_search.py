@@ -1,0 +1,159 @@
+"""/v1/search in text and hybrid mode over a real collection (tsvectors written by write_chunks): what
+only full text finds, the metadata filter inside both legs, queries without words, chat's mode."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from onnxvec.config import Settings
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.storage import collections
+from tests.helpers import onnxvec, small_collection
+
+DOCS = [  # (text, metadata)
+    ("The nightly importer stopped and its log says ERR-7781: the disk had filled up.", {"team": "ops"}),
+    ("Disk space alerts fire when a volume is more than ninety percent full.", {"team": "ops"}),
+    ("Rotate the TLS certificates of the load balancer every ninety days.", {"team": "ops"}),
+    ("Bread is baked with flour, water and salt.", {"team": "ops"}),
+    ("The billing export failed again: the billing export gives up after three failed attempts.", {"team": "billing"}),
+    ("When the billing export fails, its log file names the invoice that failed.", {"team": "billing"}),
+    ("Invoices of the billing export are sent on the first day of each month.", {"team": "billing"}),
+    ("Why the billing export failed: timeouts talking to the payment provider.", {"team": "billing"}),
+    ("ERR-1203 means that the password has expired.", {"team": "ops"}),
+    ("ERR-4410 means that the upload was too large.", {"team": "ops"}),
+]
+OPS = {f"doc-{i}" for i, (_, meta) in enumerate(DOCS) if meta["team"] == "ops"}
+NAME = "hybrid-search"
+
+
+@pytest.fixture(scope="module")
+def collection(engine: Engine, embedder: EmbeddingEngine) -> collections.Collection:
+    return small_collection(engine, embedder, NAME, DOCS)
+
+
+def _search(server, **body) -> httpx.Response:
+    return httpx.post(server.url + "/v1/search", json={"collection": NAME, **body})
+
+
+def _ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [hit["external_id"] for hit in response.json()["data"]]
+
+
+def test_an_identifier_only_full_text_finds(api, collection: collections.Collection) -> None:
+    """The embedding ranks the other ERR- codes above ERR-7781; full text ranks its chunk first, and
+    fusion lifts it above where the vector leg put it."""
+    by_vector = _ids(_search(api, query="ERR-7781", k=3))
+    assert by_vector.index("doc-0") == 2
+    text = _search(api, query="ERR-7781", k=10, mode="text").json()
+    assert [hit["external_id"] for hit in text["data"]] == ["doc-0", "doc-8", "doc-9"]  # only they hold a word
+    assert text["mode"] == "text" and text["usage"]["prompt_tokens"] == 0
+    assert all(hit["distance"] is None and hit["score"] > 0 for hit in text["data"])
+    hybrid = _search(api, query="ERR-7781", k=3, mode="hybrid").json()
+    assert [hit["external_id"] for hit in hybrid["data"]].index("doc-0") == 1
+    assert hybrid["mode"] == "hybrid" and all(hit["distance"] is not None for hit in hybrid["data"])
+    scores = [hit["score"] for hit in hybrid["data"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_text_matches_any_word_not_every_word(api, collection: collections.Collection) -> None:
+    """No chunk holds every word of the question ("aborted" is not in it); one of them finds it."""
+    assert _ids(_search(api, query="which importer aborted during the night?", mode="text")) == ["doc-0"]
+
+
+def test_the_filter_holds_on_both_legs_before_fusion(start_api: Callable, collection: collections.Collection) -> None:
+    """Billing documents rank first on each leg; filtered out, they never appear, and ops documents
+    that both legs rank below them still do. With 2 candidates per leg, a filter applied after fusion
+    would have been left with no ops document at all."""
+    server = start_api(hybrid_candidates=2)
+    query = "billing export failed ERR-7781"
+    for mode in ("vector", "text"):
+        assert not OPS & set(_ids(_search(server, query=query, k=3, mode=mode)))
+    ops = {"team": "ops"}
+    assert _ids(_search(server, query=query, k=10, mode="text", filter=ops)) == ["doc-0", "doc-8", "doc-9"]
+    assert set(_ids(_search(server, query=query, k=10, filter=ops))) == OPS
+    hybrid = _ids(_search(server, query=query, k=2, mode="hybrid", filter=ops))
+    assert hybrid[0] == "doc-0" and len(hybrid) == 2 and set(hybrid) <= OPS
+
+
+def test_stop_words_only(api, collection: collections.Collection) -> None:
+    """No words to match: text mode finds nothing (not an error); hybrid is the vector leg alone."""
+    assert _ids(_search(api, query="the and of", mode="text")) == []
+    vector = _ids(_search(api, query="the and of", k=5))
+    assert _ids(_search(api, query="the and of", k=5, mode="hybrid")) == vector and len(vector) == 5
+
+
+def test_odd_characters_are_words_not_query_syntax(api, collection: collections.Collection) -> None:
+    response = _search(api, query="O'Reilly's C:\\temp\\ | & ! ( :* <-> 'billing'", mode="text")
+    assert _ids(response) and not OPS & set(_ids(response))  # 'billing' matched, the rest is no syntax
+
+
+def test_weights_reorder_the_fusion(api, collection: collections.Collection) -> None:
+    query = "disk filled up ERR-7781"
+    text_only = _ids(_search(api, query=query, k=3, mode="text"))
+    vector_only = _ids(_search(api, query=query, k=3))
+    assert _ids(_search(api, query=query, k=3, mode="hybrid", vector_weight=0)) == text_only
+    assert _ids(_search(api, query=query, k=3, mode="hybrid", text_weight=0)) == vector_only
+    assert text_only != vector_only
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mode", "semantic"), ("mode", 1), ("vector_weight", -1), ("text_weight", "high"), ("rrf_k", 0)],
+)
+def test_bad_search_options_are_400(api, collection: collections.Collection, field: str, value: object) -> None:
+    response = _search(api, query="x", **{field: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == field and response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_collections_say_their_language(api, engine: Engine, collection: collections.Collection) -> None:
+    listed = {c["id"]: c for c in httpx.get(api.url + "/v1/collections").json()["data"]}
+    assert listed[NAME]["language"] == "english"
+    with engine.begin() as conn:
+        german = collections.create_collection(conn, "hybrid-german", collection.model, 384, language="german")
+    assert german.language == "german"
+
+
+def test_an_unknown_language_is_refused(engine: Engine) -> None:
+    from onnxvec.errors import StoreError
+
+    with pytest.raises(StoreError, match="no text search configuration 'klingon'") as refused, engine.begin() as conn:
+        collections.create_collection(conn, "hybrid-klingon", "all-MiniLM-L6-v2", 384, language="klingon")
+    assert refused.value.param == "language"
+
+
+def test_chat_retrieves_in_the_requested_mode(chat_api, collection: collections.Collection) -> None:
+    def cited(**body) -> list[str]:
+        messages = [{"role": "user", "content": "ERR-7781"}]
+        response = httpx.post(
+            chat_api.url + "/v1/chat/completions",
+            json={"messages": messages, "collection": NAME, "max_tokens": 1, **body},
+            timeout=60,
+        )
+        assert response.status_code == 200, response.text
+        return [c["external_id"] for c in response.json()["citations"]]
+
+    assert cited(mode="text", k=1) == ["doc-0"]
+    assert cited(k=1) == ["doc-8"]  # the default mode, vector, misses the code
+    assert cited(mode="text", filter={"team": "billing"}) == []
+    bad = {"messages": [{"role": "user", "content": "x"}], "mode": "bm25"}
+    refused = httpx.post(chat_api.url + "/v1/chat/completions", json=bad)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "mode"
+
+
+def test_cli_language_and_mode(settings: Settings, collection: collections.Collection) -> None:
+    made = onnxvec(settings, "collections", "create", "hybrid_de", "--language", "german")
+    assert made.returncode == 0 and "full text in german" in made.stdout, made.stderr
+    unknown = onnxvec(settings, "collections", "create", "hybrid_xx", "--language", "klingon")
+    assert unknown.returncode == 1 and "no text search configuration 'klingon'" in unknown.stderr
+    found = onnxvec(settings, "search", "ERR-7781", "--collection", NAME, "--mode", "text", "-k", "1")
+    assert found.returncode == 0 and "[ts_rank_cd] doc" in found.stdout and "mem://0" in found.stdout, found.stderr
+    hybrid = onnxvec(settings, "search", "ERR-7781", "--collection", NAME, "--mode", "hybrid", "-k", "3")
+    assert hybrid.stdout.count("[rrf]") == 3 and "mem://0" in hybrid.stdout, hybrid.stderr
+    wrong = onnxvec(settings, "search", "x", "--collection", NAME, "--mode", "bm25")
+    assert wrong.returncode == 2 and "bm25" in wrong.stderr
