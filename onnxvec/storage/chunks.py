@@ -158,6 +158,11 @@ def search(
     return [_hit(collection, row, row[7], score(collection.metric, float(row[7]))) for row in rows]
 
 
+# characters of a query full text reads (the embedding reads its first tokens only, too): a tsvector
+# holds at most 1 MB, and no question is this long
+MAX_TEXT_QUERY = 10_000
+
+
 # the query's lexemes (its words, stemmed, stop words dropped) joined by OR, each quoted as tsquery
 # input wants it (backslashes and quotes doubled); NULL when it has none, which matches nothing
 _ANY_LEXEME = (
@@ -172,17 +177,18 @@ def text_search(
     """Top-k chunks containing any of the query's words (stemmed in the collection's language), by
     ts_rank_cd, filtered on document metadata in the same query. Any word rather than every word: a
     natural question's words are rarely all in the chunk that answers it. No words (only stop words):
-    no hits."""
+    no hits. Only the first MAX_TEXT_QUERY characters are read."""
     if not 1 <= k <= MAX_K:
         raise StoreError(f"k must be between 1 and {MAX_K}, not {k}")
     where, params = _where(conn, collection, filter)
+    words = query[:MAX_TEXT_QUERY].replace("\x00", " ")  # Postgres text holds no NUL: it only separates words
     rows = conn.execute(
         text(
             f"WITH q AS ({_ANY_LEXEME}) SELECT {_HIT_COLUMNS}, ts_rank_cd(c.tsv, q.query) AS rank"
             f" FROM q, chunks c JOIN documents d ON d.id = c.document_id WHERE {where} AND c.tsv @@ q.query"
             " ORDER BY rank DESC, c.id LIMIT :k"
         ),
-        params | {"language": collection.language, "query": query, "k": int(k)},
+        params | {"language": collection.language, "query": words, "k": int(k)},
     )
     return [_hit(collection, row, None, float(row[7])) for row in rows]
 
