@@ -24,7 +24,7 @@ def search_command(
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000)] = 5,
     filter: Annotated[list[str] | None, typer.Option(help="metadata key=value (all must match)")] = None,
     mode: Annotated[
-        SearchMode | None, typer.Option(help="vector|text|hybrid (default: ONNXVEC_SEARCH_MODE, vector)")
+        SearchMode | None, typer.Option(help="vector|text|hybrid (default: ONNXVEC_SEARCH_MODE, hybrid)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
-from onnxvec.storage import collections
+from onnxvec.infra import db
+from onnxvec.storage import chunks, collections
 from tests.helpers import onnxvec, small_collection
 
 DOCS = [  # (text, metadata)
@@ -47,12 +48,12 @@ def _ids(response: httpx.Response) -> list[str]:
 def test_an_identifier_only_full_text_finds(api, collection: collections.Collection) -> None:
     """The embedding ranks the other ERR- codes above ERR-7781; full text ranks its chunk first, and
     fusion lifts it above where the vector leg put it."""
-    by_vector = _ids(_search(api, query="ERR-7781", k=3))
+    by_vector = _ids(_search(api, query="ERR-7781", k=3, mode="vector"))
     assert by_vector.index("doc-0") == 2
-    text = _search(api, query="ERR-7781", k=10, mode="text").json()
-    assert [hit["external_id"] for hit in text["data"]] == ["doc-0", "doc-8", "doc-9"]  # only they hold a word
-    assert text["mode"] == "text" and text["usage"]["prompt_tokens"] == 0
-    assert all(hit["distance"] is None and hit["score"] > 0 for hit in text["data"])
+    by_text = _search(api, query="ERR-7781", k=10, mode="text").json()
+    assert [hit["external_id"] for hit in by_text["data"]] == ["doc-0", "doc-8", "doc-9"]  # only they hold a word
+    assert by_text["mode"] == "text" and by_text["usage"]["prompt_tokens"] == 0
+    assert all(hit["distance"] is None and hit["score"] > 0 for hit in by_text["data"])
     hybrid = _search(api, query="ERR-7781", k=3, mode="hybrid").json()
     assert [hit["external_id"] for hit in hybrid["data"]].index("doc-0") == 1
     assert hybrid["mode"] == "hybrid" and all(hit["distance"] is not None for hit in hybrid["data"])
@@ -75,7 +76,7 @@ def test_the_filter_holds_on_both_legs_before_fusion(start_api: Callable, collec
         assert not OPS & set(_ids(_search(server, query=query, k=3, mode=mode)))
     ops = {"team": "ops"}
     assert _ids(_search(server, query=query, k=10, mode="text", filter=ops)) == ["doc-0", "doc-8", "doc-9"]
-    assert set(_ids(_search(server, query=query, k=10, filter=ops))) == OPS
+    assert set(_ids(_search(server, query=query, k=10, mode="vector", filter=ops))) == OPS
     hybrid = _ids(_search(server, query=query, k=2, mode="hybrid", filter=ops))
     assert hybrid[0] == "doc-0" and len(hybrid) == 2 and set(hybrid) <= OPS
 
@@ -83,7 +84,7 @@ def test_the_filter_holds_on_both_legs_before_fusion(start_api: Callable, collec
 def test_stop_words_only(api, collection: collections.Collection) -> None:
     """No words to match: text mode finds nothing (not an error); hybrid is the vector leg alone."""
     assert _ids(_search(api, query="the and of", mode="text")) == []
-    vector = _ids(_search(api, query="the and of", k=5))
+    vector = _ids(_search(api, query="the and of", k=5, mode="vector"))
     assert _ids(_search(api, query="the and of", k=5, mode="hybrid")) == vector and len(vector) == 5
 
 
@@ -105,10 +106,20 @@ def test_any_query_text_is_words(api, collection: collections.Collection, query:
 def test_weights_reorder_the_fusion(api, collection: collections.Collection) -> None:
     query = "disk filled up ERR-7781"
     text_only = _ids(_search(api, query=query, k=3, mode="text"))
-    vector_only = _ids(_search(api, query=query, k=3))
+    vector_only = _ids(_search(api, query=query, k=3, mode="vector"))
     assert _ids(_search(api, query=query, k=3, mode="hybrid", vector_weight=0)) == text_only
     assert _ids(_search(api, query=query, k=3, mode="hybrid", text_weight=0)) == vector_only
     assert text_only != vector_only
+
+
+def test_the_mode_defaults_to_the_setting(api, start_api: Callable, collection: collections.Collection) -> None:
+    """hybrid unless ONNXVEC_SEARCH_MODE says otherwise (README: measured on bench/rag.py)."""
+    default = _search(api, query="ERR-7781", k=3).json()
+    assert default["mode"] == "hybrid"
+    assert default["data"] == _search(api, query="ERR-7781", k=3, mode="hybrid").json()["data"]
+    vector = _search(start_api(search_mode="vector"), query="ERR-7781", k=3).json()
+    top = vector["data"][0]
+    assert vector["mode"] == "vector" and top["score"] == pytest.approx(1 - top["distance"])  # cosine similarity
 
 
 @pytest.mark.parametrize(
@@ -149,7 +160,7 @@ def test_chat_retrieves_in_the_requested_mode(chat_api, collection: collections.
         return [c["external_id"] for c in response.json()["citations"]]
 
     assert cited(mode="text", k=1) == ["doc-0"]
-    assert cited(k=1) == ["doc-8"]  # the default mode, vector, misses the code
+    assert cited(mode="vector", k=1) == ["doc-8"]  # the embedding misses the code
     assert cited(mode="text", filter={"team": "billing"}) == []
     bad = {"messages": [{"role": "user", "content": "x"}], "mode": "bm25"}
     refused = httpx.post(chat_api.url + "/v1/chat/completions", json=bad)
@@ -167,3 +178,31 @@ def test_cli_language_and_mode(settings: Settings, collection: collections.Colle
     assert hybrid.stdout.count("[rrf]") == 3 and "mem://0" in hybrid.stdout, hybrid.stderr
     wrong = onnxvec(settings, "search", "x", "--collection", NAME, "--mode", "bm25")
     assert wrong.returncode == 2 and "bm25" in wrong.stderr
+
+
+def test_the_migration_fills_the_chunks_it_finds(new_database: Callable[[str], str]) -> None:
+    """Chunks written before 0009 get their tsvector (in english) from it; down and up again works."""
+    engine = db.make_engine(new_database("hybrid_migration"))
+    db.downgrade(engine, "0008")
+    with engine.begin() as conn:
+        made = "INSERT INTO collections (name, model, dims, metric) VALUES ('old', 'm', 3, 'cosine') RETURNING id"
+        col = conn.execute(text(made)).scalar_one()
+        doc = conn.execute(
+            text("INSERT INTO documents (collection_id, external_id) VALUES (:c, 'doc') RETURNING id"), {"c": col}
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding)"
+                " VALUES (:c, :d, 0, 'The importers aborted.', 'h', 4, '[1,0,0]')"
+            ),
+            {"c": col, "d": doc},
+        )
+    db.upgrade(engine)
+    with engine.begin() as conn:
+        old = collections.get_collection(conn, "old")
+        assert old.language == "english"
+        assert conn.execute(text("SELECT tsv::text FROM chunks")).scalar_one() == "'abort':3 'import':2"
+        assert [hit.external_id for hit in chunks.text_search(conn, old, "which importer aborted?")] == ["doc"]
+    db.downgrade(engine, "0008")
+    db.upgrade(engine)
+    engine.dispose()
