@@ -71,6 +71,7 @@ def to_request(body: ChatCompletionRequest, default_collection: str | None, owne
         min_score=body.min_score,
         rerank=body.rerank,
         rerank_model=body.rerank_model,
+        mode=body.mode,
         owner=owner,
     )
 

@@ -12,7 +12,17 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from api.schemas import JsonInt, MetadataFilter, Positive, error_responses, event_stream, int_range, omitted
+from api.schemas import (
+    MODE_HELP,
+    JsonInt,
+    MetadataFilter,
+    Positive,
+    error_responses,
+    event_stream,
+    int_range,
+    omitted,
+)
+from onnxvec.config import SearchMode
 
 _REQUEST = ConfigDict(extra="forbid", strict=True)
 NonEmpty = Annotated[str, Field(min_length=1)]
@@ -139,6 +149,10 @@ class ChatCompletionRequest(GenerationFields):
     min_score: float | None = Field(default=None, description="onnxvec: drop retrieved chunks scoring lower")
     rerank: bool = Field(default=False, description="onnxvec: retrieve more candidates and keep a reranker's best k")
     rerank_model: str | None = Field(default=None, description="onnxvec: the reranker (implies rerank)")
+    min_score: float | None = Field(
+        default=None, description="onnxvec: drop retrieved chunks scoring lower (the score of the search mode)"
+    )
+    mode: SearchMode | None = Field(default=None, description="onnxvec: retrieval mode; " + MODE_HELP)
 
 
 class CompletionRequest(GenerationFields):

@@ -32,6 +32,7 @@ from api.schemas import (
 )
 from onnxvec.embedding.service import EmbeddingService, shorten, to_base64
 from onnxvec.models.manifest import ModelManifest
+from onnxvec.retrieval.fusion import Fusion
 from onnxvec.retrieval.search import search_text
 from onnxvec.storage import collections, stats
 
@@ -130,8 +131,11 @@ async def retrieve_model(model_id: Annotated[str, Path(examples=["all-MiniLM-L6-
     "/search", response_class=JSON, response_model=SearchResponse, responses=error_responses(400, 404, 413, 503)
 )
 async def search(body: SearchRequest, request: Request) -> JSON:
-    """Top-k chunks of a collection for a query, embedded with the collection's own model."""
+    """Top-k chunks of a collection for a query: by vector (embedded with the collection's own model),
+    by full text, or both fused."""
     reachable(request, body.collection)
+    settings = request.app.state.settings
+    mode = body.mode or settings.search_mode
     result = await search_text(
         _db(request),
         _service(request),
@@ -139,7 +143,9 @@ async def search(body: SearchRequest, request: Request) -> JSON:
         body.query,
         body.k,
         filter=body.filter,
-        ef_search=body.ef_search or request.app.state.settings.ef_search,
+        ef_search=body.ef_search or settings.ef_search,
+        mode=mode,
+        fusion=Fusion.of(settings, body.vector_weight, body.text_weight, body.rrf_k),
         owner=request.state.owner,
         rerank=body.rerank,
         rerank_model=body.rerank_model,
@@ -169,6 +175,7 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "collection": collection.name,
             "model": collection.model,
             "metric": collection.metric,
+            "mode": mode,
             "data": data,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
@@ -198,6 +205,7 @@ def _collections(db: Engine) -> list[dict[str, Any]]:
             "chunk_tokens": c.chunk_tokens,
             "chunk_overlap": c.chunk_overlap,
             "hidden_metadata": list(c.hidden_metadata),
+            "language": c.language,
             "documents": states.get(c.name, {}),
             "chunks": chunks.get(c.name, 0),
         }

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictStr
 from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
+from onnxvec.config import SearchMode
 from onnxvec.models.manifest import Pooling
 from onnxvec.storage.chunks import MAX_K
 from onnxvec.storage.collections import Metric
@@ -32,6 +33,8 @@ def int_range(ge: int, le: int | None = None) -> Any:
 
 Positive = int_range(1)
 UpToMaxK = int_range(1, MAX_K)
+
+MODE_HELP = "vector, text (Postgres full text) or hybrid (both, fused by rank); default: ONNXVEC_SEARCH_MODE"
 
 # Documented here, enforced where the errors name their parameter as OpenAI does: onnxvec.embedding.service
 # (empty inputs, negative token ids: 400 with param "input") and onnxvec.storage.filters (filters: 400).
@@ -110,6 +113,16 @@ class SearchRequest(BaseModel):
     )
     rerank: bool = Field(default=False, description="re-score the top candidates with a reranker, keep the best k")
     rerank_model: str | None = Field(default=None, description="the reranker (implies rerank; ONNXVEC_RERANK_MODEL)")
+    mode: SearchMode | None = Field(default=None, description=MODE_HELP)
+    vector_weight: float | None = Field(
+        default=None, ge=0, description="hybrid: weight of the vector ranks (default: ONNXVEC_VECTOR_WEIGHT, 1)"
+    )
+    text_weight: float | None = Field(
+        default=None, ge=0, description="hybrid: weight of the full-text ranks (default: ONNXVEC_TEXT_WEIGHT, 1)"
+    )
+    rrf_k: Positive | None = Field(
+        default=None, description="hybrid: rank r of a leg adds weight/(rrf_k + r) (default: ONNXVEC_RRF_K, 60)"
+    )
 
 
 # Responses
@@ -234,8 +247,11 @@ class ModelList(BaseModel):
 class SearchHit(BaseModel):
     object: Literal["search.result"]
     rank: int
-    score: float = Field(description="higher is better: cosine similarity, inner product or negated L2 distance")
-    distance: float
+    score: float = Field(
+        description="higher is better; vector: cosine similarity, inner product or negated L2 distance; "
+        "text: ts_rank_cd; hybrid: the reciprocal rank fusion score"
+    )
+    distance: float | None = Field(description="the vector distance; null when the vector leg did not find it")
     document_id: int
     external_id: str
     source: str | None
@@ -250,6 +266,7 @@ class SearchResponse(BaseModel):
     collection: str
     model: str
     metric: Metric
+    mode: SearchMode
     data: list[SearchHit]
     usage: Usage
 
@@ -263,6 +280,7 @@ class Collection(BaseModel):
     chunk_tokens: int
     chunk_overlap: int
     hidden_metadata: list[str] = Field(description="dotted metadata paths search leaves out and filters refuse")
+    language: str = Field(description="the text search configuration its chunks and text queries are stemmed with")
     documents: dict[str, int] = Field(description="documents by state (pending, done, failed, ...)")
     chunks: int
 

@@ -4,7 +4,8 @@ The corpus is the PostgreSQL 15 HTML manual as Debian ships it offline (`apt-get
 package pinned with its sha256 in bench/rag_questions.json, `dpkg -x`; kept in ONNXVEC_HOME/bench,
 outside the repository). A real worker ingests its pages into a collection; a real `onnxvec serve`
 answers every question of bench/rag_questions.json twice: /v1/search (k = 10) for retrieval, and
-/v1/chat/completions over the collection for the answer.
+/v1/chat/completions over the collection for the answer, both in the search mode given (--mode;
+--retrieval-only skips the answers, ~10 minutes).
 
 Printed: retrieval hit@1, hit@5 and MRR@10 (a hit is a chunk of a page that states the answer),
 answer accuracy (one of the question's facts is in the answer), citations (the sources the answer
@@ -12,7 +13,8 @@ uses): accuracy (one is such a page), precision (the share of them that are) and
 any; how often such a page was in the prompt at all; answers that loop (a phrase repeated over and
 over), latency and answer tokens/s.
 
-Usage: python bench/rag.py [--model NAME] [--k 4] [--max-tokens 128] [--limit N] [--port 8093]
+Usage: python bench/rag.py [--mode vector|text|hybrid] [--retrieval-only] [--model NAME] [--k 4]
+       [--max-tokens 128] [--limit N] [--port 8093]
        (last stdout line: one JSON object; --show prints every answer)
 """
 
@@ -32,7 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from onnxvec.config import Settings
+from onnxvec.config import SEARCH_MODES, Settings
 from onnxvec.infra import broker, db, embedded
 from onnxvec.ingest import register
 from onnxvec.models.catalog import CATALOG
@@ -98,16 +100,21 @@ def found(facts: list[str], answer: str) -> bool:
 
 
 def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One question: its retrieval ranks and its answer, judged."""
+    """One question: its retrieval ranks and (unless --retrieval-only) its answer, judged."""
     pages = set(question["pages"])
-    hits = client.post("/v1/search", json={"collection": collection, "query": question["question"], "k": 10})
+    body = {"collection": collection, "query": question["question"], "k": 10, "mode": args.mode}
+    hits = client.post("/v1/search", json=body)
     hits.raise_for_status()
     ranks = [rank for rank, hit in enumerate(hits.json()["data"], start=1) if page(hit["source"]) in pages]
+    retrieved = {"id": question["id"], "first_hit": ranks[0] if ranks else None}
+    if args.retrieval_only:
+        return retrieved
     body = {
         "model": args.model,
         "messages": [{"role": "user", "content": question["question"]}],
         "collection": collection,
         "k": args.k,
+        "mode": args.mode,
         "max_tokens": args.max_tokens,
         "temperature": 0,
     }
@@ -118,15 +125,13 @@ def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: a
     answer = reply.json()
     text = answer["choices"][0]["message"]["content"] or ""
     cited = [page(c["source"]) for c in answer["citations"]]  # the sources the answer uses
-    retrieved = {page(c["source"]) for c in answer["retrieved"]}  # every source in the prompt
-    return {
-        "id": question["id"],
-        "first_hit": ranks[0] if ranks else None,
+    in_prompt = {page(c["source"]) for c in answer["retrieved"]}  # every source in the prompt
+    return retrieved | {
         "answered": found(question["facts"], text),
         "cited": bool(set(cited) & pages),
         "citations": len(cited),
         "right_citations": sum(c in pages for c in cited),
-        "in_prompt": bool(retrieved & pages),
+        "in_prompt": bool(in_prompt & pages),
         "looped": looped(text),
         "seconds": seconds,
         "tokens": answer["usage"]["completion_tokens"],
@@ -137,14 +142,20 @@ def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: a
 def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: float) -> dict[str, Any]:
     n = len(results)
     firsts = [r["first_hit"] for r in results]
-    seconds = np.array([r["seconds"] for r in results])
-    cited = sum(r["citations"] for r in results)
-    return {
-        "model": args.model,
+    retrieval = {
+        "mode": args.mode,
         "questions": n,
         "hit_at_1": round(sum(f == 1 for f in firsts if f) / n, 3),
         "hit_at_5": round(sum(f <= 5 for f in firsts if f) / n, 3),
         "mrr_at_10": round(sum(1 / f for f in firsts if f) / n, 3),
+        "ingest_s": round(ingest_s, 1),
+    }
+    if args.retrieval_only:
+        return retrieval
+    seconds = np.array([r["seconds"] for r in results])
+    cited = sum(r["citations"] for r in results)
+    return retrieval | {
+        "model": args.model,
         "answer_accuracy": round(sum(r["answered"] for r in results) / n, 3),
         "citation_accuracy": round(sum(r["cited"] for r in results) / n, 3),
         "citation_precision": round(sum(r["right_citations"] for r in results) / max(1, cited), 3),
@@ -156,12 +167,13 @@ def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: f
         "answer_tokens_per_s": round(sum(r["tokens"] for r in results) / float(seconds.sum()), 1),
         "k": args.k,
         "max_tokens": args.max_tokens,
-        "ingest_s": round(ingest_s, 1),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=SEARCH_MODES, help="search mode of retrieval (default: ONNXVEC_SEARCH_MODE)")
+    parser.add_argument("--retrieval-only", action="store_true", help="only /v1/search: no answers")
     parser.add_argument("--model", default=None, help="chat model (default: ONNXVEC_CHAT_MODEL)")
     parser.add_argument("--k", type=int, default=4, help="chunks the chat retrieves")
     parser.add_argument("--max-tokens", type=int, default=128)
@@ -171,11 +183,12 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     args.model = args.model or settings.chat_model
+    args.mode = args.mode or settings.search_mode
     spec = json.loads(QUESTIONS.read_text())
     questions = spec["questions"][: args.limit]
     store = ModelStore(settings.models_dir)
     pull(store, settings.embedding_model)
-    if args.model in CATALOG:
+    if args.model in CATALOG and not args.retrieval_only:
         pull(store, args.model)
     html = corpus(settings, spec["corpus"])
     collection = f"rag_{spec['corpus']['package'].replace('-', '_')}"
@@ -188,9 +201,11 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     for r in results:
-        mark = ("A" if r["answered"] else "-") + ("C" if r["cited"] else "-") + ("L" if r["looped"] else "-")
-        line = f"q{r['id']:>3} hit@{r['first_hit'] or '-':<3} {mark} {r['seconds']:5.1f} s"
-        print(line + (f"  {r['answer']!r}" if args.show else ""))
+        line = f"q{r['id']:>3} hit@{r['first_hit'] or '-':<3}"
+        if not args.retrieval_only:
+            mark = ("A" if r["answered"] else "-") + ("C" if r["cited"] else "-") + ("L" if r["looped"] else "-")
+            line += f" {mark} {r['seconds']:5.1f} s" + (f"  {r['answer']!r}" if args.show else "")
+        print(line)
     print(json.dumps(summary(results, args, ingest_s)))
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import platformdirs
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+SearchMode = Literal["vector", "text", "hybrid"]
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 
 
 def default_home() -> Path:
@@ -86,6 +89,19 @@ class Settings(BaseSettings):
     )
     rerank_min_candidates: int = Field(default=20, ge=1, description="candidates `rerank: true` re-scores at least")
     max_rerank_documents: int = Field(default=1000, ge=1, description="documents one rerank request may hold")
+    language: str = Field(
+        default="english", min_length=1, description="text search configuration (stemming) of a new collection"
+    )
+    search_mode: SearchMode = Field(
+        default="hybrid",
+        description="vector, text (full text) or hybrid (both, fused; measured best: README, Search modes)",
+    )
+    rrf_k: int = Field(default=60, ge=1, description="hybrid: a chunk at rank r of a leg scores weight/(rrf_k + r)")
+    vector_weight: float = Field(default=1.0, ge=0, description="hybrid: weight of the vector leg's ranks")
+    text_weight: float = Field(default=1.0, ge=0, description="hybrid: weight of the full-text leg's ranks")
+    hybrid_candidates: int = Field(
+        default=50, ge=1, le=1000, description="hybrid: chunks each leg ranks before fusion (at least k)"
+    )
     # chat
     chat_model: str = Field(
         default="Qwen2.5-Coder-0.5B-Instruct",

@@ -1,9 +1,10 @@
 """What the tests (and bench/) start and call as a user would: the `onnxvec` command, a real worker
-process, a real uvicorn server."""
+process, a real uvicorn server; and a small collection written straight into the store."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -14,8 +15,12 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 
 from onnxvec.config import Settings
+from onnxvec.embedding.engine import EmbeddingEngine
+from onnxvec.sources.files import SourceDocument
+from onnxvec.storage import chunks, collections, documents
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
@@ -113,3 +118,19 @@ def serve(settings: Settings, port: int, log: Path) -> subprocess.Popen:
             proc.wait(timeout=30)
             raise RuntimeError(f"the server did not become ready:\n{log.read_text()[-3000:]}")
         time.sleep(0.3)
+
+
+def small_collection(
+    engine: Engine, embedder: EmbeddingEngine, name: str, docs: list[tuple[str, dict]]
+) -> collections.Collection:
+    """A cosine collection of one-chunk documents doc-<i> (source mem://<i>) with these texts and
+    metadata, written as the worker writes them (vectors and tsvectors)."""
+    vectors = embedder.embed([text for text, _ in docs]).vectors
+    with engine.begin() as conn:
+        col = collections.create_collection(conn, name, embedder.manifest.name, embedder.dims, "cosine")
+        sources = [SourceDocument(f"doc-{i}", f"mem://{i}", text, meta) for i, (text, meta) in enumerate(docs)]
+        registered = documents.register(conn, col, sources).queued
+        for doc_id, (text, _), vector in zip(registered, docs, vectors, strict=True):
+            row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 8, vector)
+            chunks.write_chunks(conn, col, doc_id, [row])
+    return col

@@ -1,12 +1,12 @@
 """Chat completions, optionally retrieval-augmented: retrieve, prompt, generate.
 
-`ChatService` lives in the server's event loop. A request naming a collection has its last user
-message embedded with that collection's model, the top chunks retrieved (filter and minimum score
-applied) and handed to the model as numbered sources; the sources that fit the context come back as
-`retrieved`, and those the answer uses as `citations` (onnxvec/chat/citations.py). Each model runs
-in a process of its own (onnxvec/chat/process.py: its prefill would hold this process's GIL), one
-completion at a time; waiting requests take turns by client (onnxvec/chat/turns.py), and a client
-with `max_queued_chats` requests waiting is answered Overloaded (429).
+`ChatService` lives in the server's event loop. A request naming a collection has the top chunks
+for its last user message retrieved (in its search mode, filter and minimum score applied) and handed
+to the model as numbered sources; the sources that fit the context come back as `retrieved`, and
+those the answer uses as `citations` (onnxvec/chat/citations.py). Each model runs in a process of
+its own (onnxvec/chat/process.py: its prefill would hold this process's GIL), one completion at a
+time; waiting requests take turns by client (onnxvec/chat/turns.py), and a client with
+`max_queued_chats` requests waiting is answered Overloaded (429).
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from onnxvec.chat.generate import Sampling
 from onnxvec.chat.process import RemoteChatEngine, RemoteGeneration
 from onnxvec.chat.prompt import Message, Prompt, fit
 from onnxvec.chat.turns import FairTurns
-from onnxvec.config import Settings
+from onnxvec.config import SearchMode, Settings
 from onnxvec.embedding.service import EmbeddingService
 from onnxvec.errors import GenerationError, InvalidRequest
 from onnxvec.models.manifest import ModelManifest, require
 from onnxvec.models.store import ModelStore
+from onnxvec.retrieval.fusion import Fusion
 from onnxvec.retrieval.search import find_collection, search_text
 from onnxvec.storage.chunks import Hit
 from onnxvec.values import invalid_unicode
@@ -50,6 +51,7 @@ class ChatRequest:
     min_score: float | None = None
     rerank: bool = False  # re-score the candidates with a reranker (onnxvec/retrieval/rerank.py)
     rerank_model: str | None = None
+    mode: SearchMode | None = None  # None: the settings' search mode
     owner: str = ""  # the client (key digest or address): turns at the model rotate between clients
 
 
@@ -203,6 +205,8 @@ class ChatService:
             query,
             request.k,
             filter=request.filter,
+            mode=request.mode or self.settings.search_mode,
+            fusion=Fusion.of(self.settings),
             owner=request.owner,
             rerank=request.rerank,
             rerank_model=request.rerank_model,

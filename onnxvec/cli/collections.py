@@ -29,18 +29,29 @@ def collections_create(
     chunk_overlap: Annotated[
         int | None, typer.Option(help="tokens consecutive chunks share (default: ONNXVEC_CHUNK_OVERLAP, 32)")
     ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(help="text search configuration, e.g. german, simple (default: ONNXVEC_LANGUAGE, english)"),
+    ] = None,
 ) -> None:
-    """Create a collection: its model, metric, chunking and the metadata it hides."""
+    """Create a collection: its model, metric, chunking, full-text language and the metadata it hides."""
     settings = get_settings()
     with database(settings).begin() as conn:
         col = new_collection(
-            conn, settings, name, model, metric, chunk_tokens=chunk_tokens, chunk_overlap=chunk_overlap
+            conn,
+            settings,
+            name,
+            model,
+            metric,
+            chunk_tokens=chunk_tokens,
+            chunk_overlap=chunk_overlap,
+            language=language,
         )
         if hide_metadata:
             col = collections.hide_metadata(conn, name, hide_metadata.split(","))
     typer.echo(
         f"created {col.name}: {col.model}, {col.dims} dims, {col.metric}, chunks of {col.chunk_tokens} tokens"
-        f" ({col.chunk_overlap} shared), index {col.index_name}"
+        f" ({col.chunk_overlap} shared), full text in {col.language}, index {col.index_name}"
     )
 
 
@@ -60,4 +71,4 @@ def collections_list() -> None:
     with database(get_settings()).connect() as conn:
         for col in collections.list_collections(conn):
             hidden = f"  hides {','.join(col.hidden_metadata)}" if col.hidden_metadata else ""
-            typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric}{hidden}")
+            typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric:<6} {col.language}{hidden}")

@@ -48,9 +48,10 @@ def new_collection(
     *,
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
+    language: str | None = None,
 ) -> collections.Collection:
     """Create a collection for an embedding model (pulled if need be) and a metric the model suits;
-    chunking as given, or the settings' defaults."""
+    chunking and text search language as given, or the settings' defaults."""
     manifest = require(pull(ModelStore(settings.models_dir), model or settings.embedding_model), "embedding")
     if (metric or "cosine") not in manifest.distance_metrics:
         raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
@@ -64,6 +65,7 @@ def new_collection(
         hnsw_ef_construction=settings.hnsw_ef_construction,
         chunk_tokens=settings.chunk_tokens if chunk_tokens is None else chunk_tokens,
         chunk_overlap=settings.chunk_overlap if chunk_overlap is None else chunk_overlap,
+        language=language or settings.language,
     )
 
 

@@ -1,5 +1,6 @@
-"""Chunks and their vectors: binary COPY in, and the collection's nearest-neighbour scan out (its
-metric's operator, its own index, the metadata filter inside the scan), scored so higher is better."""
+"""Chunks, their vectors and their tsvectors: binary COPY in; out, the collection's nearest-neighbour
+scan (its metric's operator, its own index) scored so higher is better, and its full-text match ranked
+by ts_rank_cd, each with the metadata filter inside the query."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ class Hit:
     metadata: dict[str, Any]
     ordinal: int
     text: str
-    distance: float
+    distance: float | None  # None: not found by the vector scan (full text only)
     score: float
 
 
@@ -65,18 +66,28 @@ def vector_connection(conn: Connection) -> psycopg.Connection:
     return raw
 
 
+# COPY cannot compute the tsvector: rows are copied here, then moved into chunks with it. (Filling it by an
+# UPDATE after the COPY would write every row twice, HNSW index entry included.)
+_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS chunk_rows (document_id int8, ordinal int4, text text, content_hash text,"
+    " token_count int4, embedding vector) ON COMMIT DELETE ROWS"
+)
+
+
 def write_chunks(conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]) -> int:
-    """COPY chunks and their vectors in binary; runs inside the caller's transaction."""
+    """COPY chunks and their vectors in binary, with their tsvector in the collection's language; runs
+    inside the caller's transaction."""
     raw = vector_connection(conn)
     count = 0
+    conn.execute(text(_STAGING))
     with (
         raw.cursor() as cur,
         cur.copy(
-            "COPY chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding)"
+            "COPY chunk_rows (document_id, ordinal, text, content_hash, token_count, embedding)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy,
     ):
-        copy.set_types(["int4", "int8", "int4", "text", "text", "int4", "vector"])
+        copy.set_types(["int8", "int4", "text", "text", "int4", "vector"])
         for chunk in chunks:
             if chunk.embedding.shape != (collection.dims,):
                 raise StoreError(
@@ -84,7 +95,6 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
                 )
             copy.write_row(
                 [
-                    collection.id,
                     document_id,
                     chunk.ordinal,
                     chunk.text,
@@ -94,6 +104,15 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
                 ]
             )
             count += 1
+    conn.execute(
+        text(
+            "WITH moved AS (DELETE FROM chunk_rows RETURNING *)"
+            " INSERT INTO chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding, tsv)"
+            " SELECT :c, document_id, ordinal, text, content_hash, token_count, embedding,"
+            " to_tsvector(CAST(:language AS regconfig), text) FROM moved"
+        ),
+        {"c": collection.id, "language": collection.language},
+    )
     return count
 
 
@@ -127,32 +146,74 @@ def search(
     # an ORDER BY the HNSW index cannot serve makes a small collection's search exact (its rows come
     # through the collection_id index and are sorted), without touching the session's planner settings
     order = f"({distance}) + 0" if chunks <= EXACT_SEARCH_MAX_CHUNKS else distance
-    where = f"c.collection_id = {int(collection.id)}"
-    params: dict[str, Any] = {"q": vector, "k": int(k)}
-    if filter:
-        clauses, filter_params = metadata_filter(filter, collection.hidden_metadata)
-        check_range_types(conn, collection, filter)
-        where += "".join(f" AND {clause}" for clause in clauses)
-        params |= filter_params
+    where, params = _where(conn, collection, filter)
     rows = conn.execute(
         text(
-            "SELECT c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text,"
-            f" {distance} AS distance"
+            f"SELECT {_HIT_COLUMNS}, {distance} AS distance"
             f" FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}"
             f" ORDER BY {order} LIMIT :k"
         ),
-        params,
+        params | {"q": vector, "k": int(k)},
     )
-    return [
-        Hit(
-            *row[:4],
-            without_paths(row[4], collection.hidden_metadata),
-            *row[5:7],
-            distance=float(row[7]),
-            score=score(collection.metric, float(row[7])),
-        )
-        for row in rows
-    ]
+    return [_hit(collection, row, row[7], score(collection.metric, float(row[7]))) for row in rows]
+
+
+# characters of a query full text reads (the embedding reads its first tokens only, too): a tsvector
+# holds at most 1 MB, and no question is this long
+MAX_TEXT_QUERY = 10_000
+
+
+# the query's lexemes (its words, stemmed, stop words dropped) joined by OR, each quoted as tsquery
+# input wants it (backslashes and quotes doubled); NULL when it has none, which matches nothing
+_ANY_LEXEME = (
+    r"SELECT CAST(string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')"
+    " AS tsquery) AS query FROM unnest(to_tsvector(CAST(:language AS regconfig), :query))"
+)
+
+
+def text_search(
+    conn: Connection, collection: Collection, query: str, k: int = 10, *, filter: dict[str, Any] | None = None
+) -> list[Hit]:
+    """Top-k chunks containing any of the query's words (stemmed in the collection's language), by
+    ts_rank_cd, filtered on document metadata in the same query. Any word rather than every word: a
+    natural question's words are rarely all in the chunk that answers it. No words (only stop words):
+    no hits. Only the first MAX_TEXT_QUERY characters are read."""
+    if not 1 <= k <= MAX_K:
+        raise StoreError(f"k must be between 1 and {MAX_K}, not {k}")
+    where, params = _where(conn, collection, filter)
+    words = query[:MAX_TEXT_QUERY].replace("\x00", " ")  # Postgres text holds no NUL: it only separates words
+    rows = conn.execute(
+        text(
+            f"WITH q AS ({_ANY_LEXEME}) SELECT {_HIT_COLUMNS}, ts_rank_cd(c.tsv, q.query) AS rank"
+            f" FROM q, chunks c JOIN documents d ON d.id = c.document_id WHERE {where} AND c.tsv @@ q.query"
+            " ORDER BY rank DESC, c.id LIMIT :k"
+        ),
+        params | {"language": collection.language, "query": words, "k": int(k)},
+    )
+    return [_hit(collection, row, None, float(row[7])) for row in rows]
+
+
+_HIT_COLUMNS = "c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text"
+
+
+def _where(conn: Connection, collection: Collection, filter: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The collection's chunks that pass the metadata filter: the same conditions for every kind of search."""
+    where = f"c.collection_id = {int(collection.id)}"
+    if not filter:
+        return where, {}
+    clauses, params = metadata_filter(filter, collection.hidden_metadata)
+    check_range_types(conn, collection, filter)
+    return where + "".join(f" AND {clause}" for clause in clauses), params
+
+
+def _hit(collection: Collection, row: Any, distance: float | None, score: float) -> Hit:
+    return Hit(
+        *row[:4],
+        without_paths(row[4], collection.hidden_metadata),
+        *row[5:7],
+        distance=None if distance is None else float(distance),
+        score=score,
+    )
 
 
 def score(metric: str, distance: float) -> float:

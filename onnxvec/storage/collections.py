@@ -1,4 +1,5 @@
-"""Collections: their rows (model, dims, metric, chunking, hidden metadata) and each one's own HNSW index.
+"""Collections: their rows (model, dims, metric, chunking, hidden metadata, text search language) and
+each one's own HNSW index.
 
 Every collection's vectors live in the shared ``chunks`` table (untyped ``vector`` column). Each
 collection gets a partial HNSW index on ``embedding::vector(<dims>)`` with the opclass of its metric,
@@ -41,6 +42,7 @@ class Collection:
     chunk_tokens: int
     chunk_overlap: int
     hidden_metadata: tuple[str, ...] = ()  # dotted metadata paths search never returns nor filters on
+    language: str = "english"  # the text search configuration its chunks and full-text queries are stemmed with
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_metadata", tuple(self.hidden_metadata))  # a text[] reads as a list
@@ -55,7 +57,8 @@ class Collection:
 
 
 _COLLECTION_COLUMNS = (
-    "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap, hidden_metadata"
+    "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap, hidden_metadata,"
+    " language"
 )
 
 
@@ -71,9 +74,11 @@ def create_collection(
     chunk_tokens: int = default("chunk_tokens"),
     chunk_overlap: int = default("chunk_overlap"),
     hidden_metadata: Iterable[str] = (),
+    language: str = default("language"),
 ) -> Collection:
     """Insert a collection and build its (empty, so instant) HNSW index in the same transaction."""
     hidden = _metadata_paths(hidden_metadata)
+    _check_language(conn, language)
     if metric not in OPCLASS:
         raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}")
     if not MIN_CHUNK_TOKENS <= chunk_tokens <= MAX_CHUNK_TOKENS or not 0 <= chunk_overlap < chunk_tokens:
@@ -86,7 +91,8 @@ def create_collection(
     row = conn.execute(
         text(
             f"INSERT INTO collections (name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens,"
-            f" chunk_overlap, hidden_metadata) VALUES (:name, :model, :dims, :metric, :m, :ef, :ct, :co, :hidden)"
+            f" chunk_overlap, hidden_metadata, language)"
+            f" VALUES (:name, :model, :dims, :metric, :m, :ef, :ct, :co, :hidden, :language)"
             f" ON CONFLICT (name) DO NOTHING RETURNING {_COLLECTION_COLUMNS}"
         ),
         {
@@ -99,6 +105,7 @@ def create_collection(
             "ct": chunk_tokens,
             "co": chunk_overlap,
             "hidden": hidden,
+            "language": language,
         },
     ).one_or_none()
     if row is None:
@@ -106,6 +113,18 @@ def create_collection(
     collection = Collection(*row)
     create_index(conn, collection)
     return collection
+
+
+def _check_language(conn: Connection, language: str) -> None:
+    """A name Postgres does not know as a text search configuration would fail every chunk written."""
+    known = (
+        not unstorable(language)
+        and conn.execute(text("SELECT 1 FROM pg_ts_config WHERE cfgname = :language"), {"language": language}).first()
+    )
+    if not known:
+        raise StoreError(
+            f"no text search configuration {language[:40]!r} (see SELECT cfgname FROM pg_ts_config)", "language"
+        )
 
 
 def create_index(conn: Connection, collection: Collection) -> None:

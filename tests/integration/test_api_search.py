@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import httpx
 import pytest
 from sqlalchemy import Engine
 
 from onnxvec.embedding.engine import EmbeddingEngine
-from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import chunks, collections, documents
+from onnxvec.storage import collections
+from tests.helpers import small_collection
 
 DOCS = [  # (text, metadata)
     ("Paris is the capital of France.", {"lang": "en", "year": 2019, "tag": "geo"}),
@@ -23,15 +21,7 @@ DOCS = [  # (text, metadata)
 
 @pytest.fixture(scope="module")
 def collection(engine: Engine, embedder: EmbeddingEngine) -> collections.Collection:
-    vectors = embedder.embed([text for text, _ in DOCS]).vectors
-    with engine.begin() as conn:
-        col = collections.create_collection(conn, "api-search", embedder.manifest.name, embedder.dims, "cosine")
-        sources = [SourceDocument(f"doc-{i}", f"mem://{i}", text, meta) for i, (text, meta) in enumerate(DOCS)]
-        registered = documents.register(conn, col, sources).queued
-        for doc_id, (text, _), vector in zip(registered, DOCS, vectors, strict=True):
-            row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 8, vector)
-            chunks.write_chunks(conn, col, doc_id, [row])
-    return col
+    return small_collection(engine, embedder, "api-search", DOCS)
 
 
 def _search(api, **body) -> httpx.Response:
