@@ -104,7 +104,11 @@ class ApiServer:
 
 def serve(settings: Settings, port: int, log: Path) -> subprocess.Popen:
     """`onnxvec serve` in a process of its own on `port`, returned once /ready answers 200; a server
-    that never becomes ready is stopped (it must not outlive the run) and its log tail raised."""
+    that never becomes ready is stopped (it must not outlive the run) and its log tail raised. A port
+    something else answers on is refused: that server's /ready would be taken for this one's."""
+    with contextlib.suppress(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/ready")
+        raise RuntimeError(f"port {port} is in use by another server; choose another (--port)")
     env = os.environ | {"ONNXVEC_HOME": str(settings.home), "ONNXVEC_API_PORT": str(port)}
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "onnxvec", "serve"], env=env, stdout=out, stderr=out)

@@ -5,7 +5,6 @@ the openai client, a client leaving mid-stream and the queue limit; the default 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import threading
 import time
@@ -17,8 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from onnxvec.embedding.engine import EmbeddingEngine
-from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import chunks, collections, documents
+from tests.helpers import small_collection
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
 
@@ -39,21 +37,8 @@ def test_paris(smol_api) -> None:
     assert "Paris" in body["choices"][0]["message"]["content"], body
 
 
-def _collection(engine: Engine, embedder: EmbeddingEngine, name: str, texts: list[str]) -> list[int]:
-    """A collection holding each text as one document of one chunk (fact-0, fact-1, ...); their ids."""
-    vectors = embedder.embed(texts).vectors
-    with engine.begin() as conn:
-        col = collections.create_collection(conn, name, embedder.manifest.name, embedder.dims, "cosine")
-        sources = [SourceDocument(f"fact-{i}", f"mem://fact-{i}", t, {}) for i, t in enumerate(texts)]
-        ids = documents.register(conn, col, sources).queued
-        for doc_id, text, vector in zip(ids, texts, vectors, strict=True):
-            row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, vector)
-            chunks.write_chunks(conn, col, doc_id, [row])
-    return ids
-
-
 def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine, embedder: EmbeddingEngine) -> None:
-    ids = _collection(engine, embedder, "rag-facts", [FACT, *OTHER])
+    small_collection(engine, embedder, "rag-facts", [(text, {}) for text in [FACT, *OTHER]])
     question = [{"role": "user", "content": "Who is the chief engineer of the Zorbulax Project?"}]
     body = httpx.post(
         smol_api.url + URL,
@@ -63,10 +48,10 @@ def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine,
     answer = body["choices"][0]["message"]["content"]
     assert "Quandtberg" in answer, answer
     retrieved = body["retrieved"]  # every source in the prompt, best first
-    assert [r["external_id"] for r in retrieved][:1] == ["fact-0"] and retrieved[0]["document_id"] == ids[0]
+    assert [(r["external_id"], r["source"]) for r in retrieved][:1] == [("doc-0", "mem://0")]
     assert len(retrieved) == 2 and retrieved[0]["score"] > retrieved[1]["score"]
     # cited: the fact the answer repeats, not the unrelated source it ignored
-    assert [(c["external_id"], c["index"]) for c in body["citations"]] == [("fact-0", 1)], (answer, body["citations"])
+    assert [(c["external_id"], c["index"]) for c in body["citations"]] == [("doc-0", 1)], (answer, body["citations"])
     assert body["citations"][0]["evidence"] in {"marker", "overlap"}
     streamed = httpx.post(
         smol_api.url + URL,
@@ -94,16 +79,16 @@ MANUAL = [
     "To stop a running Zorbulax server cleanly, send it SIGTERM; SIGKILL loses the changes not yet flushed.",
 ]
 MANUAL_QUESTIONS = [  # (question, a fact the answer must hold, the source that states it)
-    ("How many clients does Zorbulax serve at once by default?", "250", "fact-1"),
-    ("Which file does zorbctl read its settings from?", "/etc/zorb/zorb.conf", "fact-0"),
-    ("Which signal stops a Zorbulax server cleanly?", "SIGTERM", "fact-3"),
+    ("How many clients does Zorbulax serve at once by default?", "250", "doc-1"),
+    ("Which file does zorbctl read its settings from?", "/etc/zorb/zorb.conf", "doc-0"),
+    ("Which signal stops a Zorbulax server cleanly?", "SIGTERM", "doc-3"),
 ]
 
 
 def test_the_default_chat_model_answers_from_its_sources(rag_api, engine: Engine, embedder: EmbeddingEngine) -> None:
     """The default chat model states the fact its source holds and cites that source, where the small
     model mostly does not (bench/rag.py); and says so when the sources hold no answer."""
-    _collection(engine, embedder, "rag-manual", MANUAL)
+    small_collection(engine, embedder, "rag-manual", [(text, {}) for text in MANUAL])
     for question, fact, source in MANUAL_QUESTIONS:
         body = {"messages": [{"role": "user", "content": question}], "collection": "rag-manual", "k": 3}
         reply = httpx.post(rag_api.url + URL, json=body | {"temperature": 0}, timeout=300).json()
