@@ -10,8 +10,12 @@ Printed: retrieval hit@1, hit@5 and MRR@10 (a hit is a chunk of a page that stat
 answer accuracy (one of the question's facts is in the answer), citation accuracy (a cited source
 is such a page), answers that loop (a phrase repeated over and over), latency and answer tokens/s.
 
+The collection's name carries a hash of the code that turns pages into chunks, so a change to how
+pages are read or chunked is measured on a fresh collection, and a re-run of the same code re-uses it.
+
 Usage: python bench/rag.py [--model NAME] [--k 4] [--max-tokens 128] [--limit N] [--port 8093]
-       (last stdout line: one JSON object; --show prints every answer)
+       [--retrieval-only]
+       (last stdout line: one JSON object; --show prints every answer; --retrieval-only skips the chat)
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 from tests.helpers import WorkerProcess, serve  # noqa: E402  (the same starters as the tests)
 
 QUESTIONS = Path(__file__).with_name("rag_questions.json")
+REPOSITORY = Path(__file__).resolve().parents[1]
+# the code that decides what a page's chunks are (missing files are skipped)
+CHUNKING = (
+    "onnxvec/sources/files.py",
+    "onnxvec/sources/html.py",
+    "onnxvec/embedding/chunker.py",
+    "onnxvec/ingest/pipeline.py",
+)
 
 
 def corpus(settings: Settings, pinned: dict[str, Any]) -> Path:
@@ -74,6 +86,16 @@ def ingested(settings: Settings, html: Path, collection: str, log: Path) -> floa
     return time.perf_counter() - started
 
 
+def chunking_hash() -> str:
+    """A short hash of the chunking code, for the collection's name."""
+    digest = hashlib.sha256()
+    for name in CHUNKING:
+        path = REPOSITORY / name
+        if path.exists():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:8]
+
+
 def page(source: str) -> str:
     return source.rstrip("/").rsplit("/", 1)[-1]
 
@@ -96,11 +118,14 @@ def found(facts: list[str], answer: str) -> bool:
 
 
 def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: argparse.Namespace) -> dict[str, Any]:
-    """One question: its retrieval ranks and its answer, judged."""
+    """One question: its retrieval ranks and (unless --retrieval-only) its answer, judged."""
     pages = set(question["pages"])
     hits = client.post("/v1/search", json={"collection": collection, "query": question["question"], "k": 10})
     hits.raise_for_status()
     ranks = [rank for rank, hit in enumerate(hits.json()["data"], start=1) if page(hit["source"]) in pages]
+    result = {"id": question["id"], "first_hit": ranks[0] if ranks else None}
+    if args.retrieval_only:
+        return result
     body = {
         "model": args.model,
         "messages": [{"role": "user", "content": question["question"]}],
@@ -116,9 +141,7 @@ def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: a
     answer = reply.json()
     text = answer["choices"][0]["message"]["content"] or ""
     cited = {page(c["source"]) for c in answer.get("citations", [])}
-    return {
-        "id": question["id"],
-        "first_hit": ranks[0] if ranks else None,
+    return result | {
         "answered": found(question["facts"], text),
         "cited": bool(cited & pages),
         "looped": looped(text),
@@ -128,16 +151,22 @@ def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: a
     }
 
 
-def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: float) -> dict[str, Any]:
+def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: float, name: str) -> dict[str, Any]:
     n = len(results)
     firsts = [r["first_hit"] for r in results]
-    seconds = np.array([r["seconds"] for r in results])
-    return {
-        "model": args.model,
+    retrieval = {
+        "collection": name,
         "questions": n,
         "hit_at_1": round(sum(f == 1 for f in firsts if f) / n, 3),
         "hit_at_5": round(sum(f <= 5 for f in firsts if f) / n, 3),
         "mrr_at_10": round(sum(1 / f for f in firsts if f) / n, 3),
+        "ingest_s": round(ingest_s, 1),
+    }
+    if args.retrieval_only:
+        return retrieval
+    seconds = np.array([r["seconds"] for r in results])
+    return retrieval | {
+        "model": args.model,
         "answer_accuracy": round(sum(r["answered"] for r in results) / n, 3),
         "citation_accuracy": round(sum(r["cited"] for r in results) / n, 3),
         "loops": sum(r["looped"] for r in results),
@@ -146,7 +175,6 @@ def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: f
         "answer_tokens_per_s": round(sum(r["tokens"] for r in results) / float(seconds.sum()), 1),
         "k": args.k,
         "max_tokens": args.max_tokens,
-        "ingest_s": round(ingest_s, 1),
     }
 
 
@@ -158,6 +186,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--port", type=int, default=8093)
     parser.add_argument("--show", action="store_true", help="print every answer")
+    parser.add_argument("--retrieval-only", action="store_true", help="only /v1/search, no chat answers")
     args = parser.parse_args()
     settings = Settings()
     args.model = args.model or settings.chat_model
@@ -165,10 +194,10 @@ def main() -> None:
     questions = spec["questions"][: args.limit]
     store = ModelStore(settings.models_dir)
     pull(store, settings.embedding_model)
-    if args.model in CATALOG:
+    if args.model in CATALOG and not args.retrieval_only:
         pull(store, args.model)
     html = corpus(settings, spec["corpus"])
-    collection = f"rag_{spec['corpus']['package'].replace('-', '_')}"
+    collection = f"rag_{spec['corpus']['package'].replace('-', '_')}_{chunking_hash()}"
     ingest_s = ingested(settings, html, collection, settings.home / "bench-rag-worker.log")
     server = serve(settings, args.port, settings.home / "bench-rag-server.log")
     try:
@@ -178,10 +207,13 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
     for r in results:
+        if args.retrieval_only:
+            print(f"q{r['id']:>3} hit@{r['first_hit'] or '-'}")
+            continue
         mark = ("A" if r["answered"] else "-") + ("C" if r["cited"] else "-") + ("L" if r["looped"] else "-")
         line = f"q{r['id']:>3} hit@{r['first_hit'] or '-':<3} {mark} {r['seconds']:5.1f} s"
         print(line + (f"  {r['answer']!r}" if args.show else ""))
-    print(json.dumps(summary(results, args, ingest_s)))
+    print(json.dumps(summary(results, args, ingest_s, collection)))
 
 
 if __name__ == "__main__":
