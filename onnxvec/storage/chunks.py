@@ -38,6 +38,7 @@ class ChunkRow:
     content_hash: str
     token_count: int
     embedding: np.ndarray
+    section: str | None = None  # the headings the chunk starts under
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class Hit:
     text: str
     distance: float
     score: float
+    title: str | None = None  # the document's title (its metadata's "title"), for showing the hit
+    section: str | None = None
 
 
 _REGISTERED: weakref.WeakSet = weakref.WeakSet()
@@ -72,11 +75,11 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
     with (
         raw.cursor() as cur,
         cur.copy(
-            "COPY chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding)"
+            "COPY chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding, section)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy,
     ):
-        copy.set_types(["int4", "int8", "int4", "text", "text", "int4", "vector"])
+        copy.set_types(["int4", "int8", "int4", "text", "text", "int4", "vector", "text"])
         for chunk in chunks:
             if chunk.embedding.shape != (collection.dims,):
                 raise StoreError(
@@ -91,6 +94,7 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
                     chunk.content_hash,
                     chunk.token_count,
                     np.asarray(chunk.embedding, dtype=np.float32),
+                    chunk.section,
                 ]
             )
             count += 1
@@ -137,22 +141,28 @@ def search(
     rows = conn.execute(
         text(
             "SELECT c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text,"
-            f" {distance} AS distance"
+            f" {distance} AS distance, c.section"
             f" FROM chunks c JOIN documents d ON d.id = c.document_id WHERE {where}"
             f" ORDER BY {order} LIMIT :k"
         ),
         params,
     )
-    return [
-        Hit(
-            *row[:4],
-            without_paths(row[4], collection.hidden_metadata),
-            *row[5:7],
-            distance=float(row[7]),
-            score=score(collection.metric, float(row[7])),
+    hits = []
+    for row in rows:
+        metadata = without_paths(row[4], collection.hidden_metadata)
+        title = metadata.get("title")
+        hits.append(
+            Hit(
+                *row[:4],
+                metadata,
+                *row[5:7],
+                distance=float(row[7]),
+                score=score(collection.metric, float(row[7])),
+                title=title if isinstance(title, str) else None,
+                section=row[8],
+            )
         )
-        for row in rows
-    ]
+    return hits
 
 
 def score(metric: str, distance: float) -> float:
