@@ -161,6 +161,8 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "external_id": hit.external_id,
             "source": hit.source,
             "chunk": hit.ordinal,
+            "title": hit.title,
+            "section": hit.section,
             "metadata": hit.metadata,
         }
         | ({"text": hit.text} if body.include_text else {})

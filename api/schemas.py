@@ -256,6 +256,10 @@ class SearchHit(BaseModel):
     external_id: str
     source: str | None
     chunk: int = Field(description="ordinal of the chunk in its document")
+    title: str | None = Field(description="the document's title (an HTML page's <title>, or its metadata's title)")
+    section: str | None = Field(
+        description="the headings the chunk starts under, outermost first, joined by ' › '; null before any heading"
+    )
     metadata: dict[str, Any]
     text: str | SkipJsonSchema[None] = omitted("the chunk's text; absent when include_text is false")
     rerank_score: float | SkipJsonSchema[None] = omitted("the reranker's relevance in [0, 1], with rerank")

@@ -13,6 +13,9 @@ uses): accuracy (one is such a page), precision (the share of them that are) and
 any; how often such a page was in the prompt at all; answers that loop (a phrase repeated over and
 over), latency and answer tokens/s.
 
+The collection's name carries a hash of the code that turns pages into chunks, so a change to how
+pages are read or chunked is measured on a fresh collection, and a re-run of the same code re-uses it.
+
 Usage: python bench/rag.py [--mode vector|text|hybrid] [--retrieval-only] [--model NAME] [--k 4]
        [--max-tokens 128] [--limit N] [--port 8093]
        (last stdout line: one JSON object; --show prints every answer)
@@ -45,6 +48,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, 
 from tests.helpers import WorkerProcess, serve  # noqa: E402  (the same starters as the tests)
 
 QUESTIONS = Path(__file__).with_name("rag_questions.json")
+REPOSITORY = Path(__file__).resolve().parents[1]
+# the code that decides what a page's chunks are (missing files are skipped)
+CHUNKING = (
+    "onnxvec/sources/files.py",
+    "onnxvec/sources/html.py",
+    "onnxvec/embedding/chunker.py",
+    "onnxvec/ingest/pipeline.py",
+)
 
 
 def corpus(settings: Settings, pinned: dict[str, Any]) -> Path:
@@ -76,6 +87,16 @@ def ingested(settings: Settings, html: Path, collection: str, log: Path) -> floa
     finally:
         worker.kill(signal.SIGTERM)
     return time.perf_counter() - started
+
+
+def chunking_hash() -> str:
+    """A short hash of the chunking code, for the collection's name."""
+    digest = hashlib.sha256()
+    for name in CHUNKING:
+        path = REPOSITORY / name
+        if path.exists():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def page(source: str) -> str:
@@ -139,11 +160,12 @@ def ask(client: httpx.Client, question: dict[str, Any], collection: str, args: a
     }
 
 
-def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: float) -> dict[str, Any]:
+def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: float, name: str) -> dict[str, Any]:
     n = len(results)
     firsts = [r["first_hit"] for r in results]
     retrieval = {
         "mode": args.mode,
+        "collection": name,
         "questions": n,
         "hit_at_1": round(sum(f == 1 for f in firsts if f) / n, 3),
         "hit_at_5": round(sum(f <= 5 for f in firsts if f) / n, 3),
@@ -180,6 +202,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--port", type=int, default=8093)
     parser.add_argument("--show", action="store_true", help="print every answer")
+    parser.add_argument("--retrieval-only", action="store_true", help="only /v1/search, no chat answers")
     args = parser.parse_args()
     settings = Settings()
     args.model = args.model or settings.chat_model
@@ -191,7 +214,7 @@ def main() -> None:
     if args.model in CATALOG and not args.retrieval_only:
         pull(store, args.model)
     html = corpus(settings, spec["corpus"])
-    collection = f"rag_{spec['corpus']['package'].replace('-', '_')}"
+    collection = f"rag_{spec['corpus']['package'].replace('-', '_')}_{chunking_hash()}"
     ingest_s = ingested(settings, html, collection, settings.home / "bench-rag-worker.log")
     server = serve(settings, args.port, settings.home / "bench-rag-server.log")
     try:
@@ -206,7 +229,7 @@ def main() -> None:
             mark = ("A" if r["answered"] else "-") + ("C" if r["cited"] else "-") + ("L" if r["looped"] else "-")
             line += f" {mark} {r['seconds']:5.1f} s" + (f"  {r['answer']!r}" if args.show else "")
         print(line)
-    print(json.dumps(summary(results, args, ingest_s)))
+    print(json.dumps(summary(results, args, ingest_s, collection)))
 
 
 if __name__ == "__main__":

@@ -170,4 +170,5 @@ def _row(doc_id: int, chunk: Chunk, fresh: dict, stored: dict, special_tokens: i
     vector = fresh.get((doc_id, chunk.ordinal))
     if vector is None:
         vector = stored[(doc_id, chunk.content_hash)]
-    return chunks.ChunkRow(chunk.ordinal, chunk.text, chunk.content_hash, len(chunk.token_ids) + special_tokens, vector)
+    tokens = len(chunk.token_ids) + special_tokens
+    return chunks.ChunkRow(chunk.ordinal, chunk.text, chunk.content_hash, tokens, vector, chunk.section)

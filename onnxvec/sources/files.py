@@ -1,9 +1,9 @@
 """Loaders: files, folders, globs and stdin to documents (text + metadata), or a reason they can't be.
 
 A bad file never stops a batch: it becomes a document carrying its error (unreadable, not a regular
-file, binary, not UTF-8, empty, too large; per record: broken JSON lines, values PostgreSQL cannot
-store), which the store records as failed while the rest go on. Types we can't read at all are
-returned separately so the caller can report them.
+file, binary, not UTF-8, empty, too large, an HTML page that is an index; per record: broken JSON
+lines, values PostgreSQL cannot store), which the store records as failed while the rest go on. Types
+we can't read at all are returned separately so the caller can report them.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from onnxvec.sources.html import read_html
 from onnxvec.values import unstorable
 
 TEXT_TYPES = {".txt", ".md", ".markdown", ".rst"}
 RECORD_TYPES = {".json", ".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_TYPES | RECORD_TYPES | {".html", ".htm"}
+INDEX_PAGE = "an index page (keywords linking to other pages), not content; skipped"
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,14 @@ def parse(
 ) -> list[SourceDocument]:
     if kind in RECORD_TYPES:
         return list(_records(text, kind, external_id, source, meta, options))
-    body = html_text(text) if kind in (".html", ".htm") else text
-    error = None if body.strip() else "empty text"
-    return [SourceDocument(external_id, source, body, meta | {"type": kind.lstrip(".")}, error)]
+    meta = meta | {"type": kind.lstrip(".")}
+    if kind in (".html", ".htm"):
+        page = read_html(text)
+        if page.index:
+            return [SourceDocument(external_id, source, "", meta, INDEX_PAGE)]
+        text = page.text
+        meta = ({"title": page.title} if page.title else {}) | meta  # a title given in extra metadata wins
+    return [SourceDocument(external_id, source, text, meta, None if text.strip() else "empty text")]
 
 
 def _records(
@@ -216,39 +222,3 @@ def _rows(text: str, kind: str) -> Iterator[tuple[int | None, Any]]:
                     yield line, exc
                 except RecursionError:  # nested past the parser's depth
                     yield line, ValueError("nested too deeply")
-
-
-class _VisibleText(HTMLParser):
-    """Collects the text a browser would show: no scripts, styles or head; blocks become lines."""
-
-    HIDDEN = {"script", "style", "head", "noscript", "template", "svg"}
-    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.HIDDEN:
-            self.hidden += 1
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.HIDDEN:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(data)
-
-
-def html_text(markup: str) -> str:
-    parser = _VisibleText()
-    parser.feed(markup)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return "\n".join(line for line in lines if line)

@@ -39,6 +39,7 @@ class ChunkRow:
     content_hash: str
     token_count: int
     embedding: np.ndarray
+    section: str | None = None  # the headings the chunk starts under
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Hit:
     text: str
     distance: float | None  # None: not found by the vector scan (full text only)
     score: float
+    title: str | None = None  # the document's title (its metadata's "title"), for showing the hit
+    section: str | None = None
 
 
 _REGISTERED: weakref.WeakSet = weakref.WeakSet()
@@ -70,7 +73,7 @@ def vector_connection(conn: Connection) -> psycopg.Connection:
 # UPDATE after the COPY would write every row twice, HNSW index entry included.)
 _STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS chunk_rows (document_id int8, ordinal int4, text text, content_hash text,"
-    " token_count int4, embedding vector) ON COMMIT DELETE ROWS"
+    " token_count int4, embedding vector, section text) ON COMMIT DELETE ROWS"
 )
 
 
@@ -83,11 +86,11 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
     with (
         raw.cursor() as cur,
         cur.copy(
-            "COPY chunk_rows (document_id, ordinal, text, content_hash, token_count, embedding)"
+            "COPY chunk_rows (document_id, ordinal, text, content_hash, token_count, embedding, section)"
             " FROM STDIN WITH (FORMAT BINARY)"
         ) as copy,
     ):
-        copy.set_types(["int8", "int4", "text", "text", "int4", "vector"])
+        copy.set_types(["int8", "int4", "text", "text", "int4", "vector", "text"])
         for chunk in chunks:
             if chunk.embedding.shape != (collection.dims,):
                 raise StoreError(
@@ -101,14 +104,16 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
                     chunk.content_hash,
                     chunk.token_count,
                     np.asarray(chunk.embedding, dtype=np.float32),
+                    chunk.section,
                 ]
             )
             count += 1
     conn.execute(
         text(
             "WITH moved AS (DELETE FROM chunk_rows RETURNING *)"
-            " INSERT INTO chunks (collection_id, document_id, ordinal, text, content_hash, token_count, embedding, tsv)"
-            " SELECT :c, document_id, ordinal, text, content_hash, token_count, embedding,"
+            " INSERT INTO chunks"
+            " (collection_id, document_id, ordinal, text, content_hash, token_count, embedding, section, tsv)"
+            " SELECT :c, document_id, ordinal, text, content_hash, token_count, embedding, section,"
             " to_tsvector(CAST(:language AS regconfig), text) FROM moved"
         ),
         {"c": collection.id, "language": collection.language},
@@ -155,7 +160,7 @@ def search(
         ),
         params | {"q": vector, "k": int(k)},
     )
-    return [_hit(collection, row, row[7], score(collection.metric, float(row[7]))) for row in rows]
+    return [_hit(collection, row, row[8], score(collection.metric, float(row[8]))) for row in rows]
 
 
 # characters of a query full text reads (the embedding reads its first tokens only, too): a tsvector
@@ -190,10 +195,10 @@ def text_search(
         ),
         params | {"language": collection.language, "query": words, "k": int(k)},
     )
-    return [_hit(collection, row, None, float(row[7])) for row in rows]
+    return [_hit(collection, row, None, float(row[8])) for row in rows]
 
 
-_HIT_COLUMNS = "c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text"
+_HIT_COLUMNS = "c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordinal, c.text, c.section"
 
 
 def _where(conn: Connection, collection: Collection, filter: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
@@ -207,12 +212,17 @@ def _where(conn: Connection, collection: Collection, filter: dict[str, Any] | No
 
 
 def _hit(collection: Collection, row: Any, distance: float | None, score: float) -> Hit:
+    """A row of _HIT_COLUMNS (and its distance or rank) as a hit; hidden metadata stays hidden."""
+    metadata = without_paths(row[4], collection.hidden_metadata)
+    title = metadata.get("title")
     return Hit(
         *row[:4],
-        without_paths(row[4], collection.hidden_metadata),
+        metadata,
         *row[5:7],
         distance=None if distance is None else float(distance),
         score=score,
+        title=title if isinstance(title, str) else None,
+        section=row[7],
     )
 
 

@@ -149,7 +149,7 @@ def test_an_unknown_language_is_refused(engine: Engine) -> None:
 
 
 def test_chat_retrieves_in_the_requested_mode(chat_api, collection: collections.Collection) -> None:
-    def cited(**body) -> list[str]:
+    def retrieved(**body) -> list[str]:
         messages = [{"role": "user", "content": "ERR-7781"}]
         response = httpx.post(
             chat_api.url + "/v1/chat/completions",
@@ -157,11 +157,11 @@ def test_chat_retrieves_in_the_requested_mode(chat_api, collection: collections.
             timeout=60,
         )
         assert response.status_code == 200, response.text
-        return [c["external_id"] for c in response.json()["citations"]]
+        return [c["external_id"] for c in response.json()["retrieved"]]
 
-    assert cited(mode="text", k=1) == ["doc-0"]
-    assert cited(mode="vector", k=1) == ["doc-8"]  # the embedding misses the code
-    assert cited(mode="text", filter={"team": "billing"}) == []
+    assert retrieved(mode="text", k=1) == ["doc-0"]
+    assert retrieved(mode="vector", k=1) == ["doc-8"]  # the embedding misses the code
+    assert retrieved(mode="text", filter={"team": "billing"}) == []
     bad = {"messages": [{"role": "user", "content": "x"}], "mode": "bm25"}
     refused = httpx.post(chat_api.url + "/v1/chat/completions", json=bad)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "mode"

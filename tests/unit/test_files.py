@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from onnxvec.config import PROJECT_ROOT
-from onnxvec.sources.files import LoadOptions, expand, html_text, load_file, load_stdin
+from onnxvec.sources.files import LoadOptions, expand, load_file, load_stdin
+from onnxvec.sources.html import read_html
 
 
 def test_html_keeps_visible_text_only() -> None:
     markup = "<html><head><title>t</title><style>p{}</style></head><body><h1>Title</h1><p>One &amp; two</p>"
     markup += "<script>alert(1)</script><noscript>x</noscript><div>Three</div></body></html>"
-    assert html_text(markup) == "Title\nOne & two\nThree"
+    assert read_html(markup).text == "# Title\nOne & two\nThree"
 
 
 def test_bad_files_carry_their_reason(tmp_path: Path) -> None:
