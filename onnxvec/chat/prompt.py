@@ -30,11 +30,19 @@ class Prompt:
     dropped_messages: int
 
 
+def label(hit: Hit) -> str:
+    """What a source is called in the prompt: its page title and section when it has them (words the
+    model can use), else where it came from."""
+    section = hit.section or ""
+    title = hit.title if hit.title and not section.startswith(hit.title) else ""
+    return " › ".join(part for part in (title, section) if part) or hit.source or hit.external_id
+
+
 def context_block(hits: Sequence[Hit]) -> str:
-    """The sources as the model sees them: number, where from, text; then what to do with them."""
+    """The sources as the model sees them: number, name, text; then what to do with them."""
     lines = ["Sources:"]
     for number, hit in enumerate(hits, start=1):
-        lines.append(f"[{number}] ({hit.source or hit.external_id}) {hit.text.strip()}")
+        lines.append(f"[{number}] ({label(hit)}) {hit.text.strip()}")
     return "\n".join([*lines, "", INSTRUCTIONS])
 
 

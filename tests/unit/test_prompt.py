@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from onnxvec.chat.generate import LoopGuard, Sampling, StopMatcher
-from onnxvec.chat.prompt import INSTRUCTIONS, fit, with_context
+from onnxvec.chat.prompt import INSTRUCTIONS, fit, label, with_context
 from onnxvec.chat.service import RAG_MAX_TOKENS, rag_sampling
 from onnxvec.errors import PromptTooLong
 from onnxvec.storage.chunks import Hit
@@ -50,6 +52,16 @@ def test_sources_come_right_before_the_question() -> None:
         f"{INSTRUCTIONS}\n\nQuestion: Which is first?"
     )
     assert with_context(messages, []) == messages
+
+
+def test_a_source_is_named_by_its_title_and_section_when_it_has_them() -> None:
+    plain = _hit(1, "text")
+    assert label(plain) == "page-1.html"
+    assert label(replace(plain, source=None)) == "doc-1"
+    titled = replace(plain, title="VACUUM", section="Description")
+    assert label(titled) == "VACUUM › Description"
+    assert label(replace(titled, section="VACUUM › Notes")) == "VACUUM › Notes"  # the trail starts with it
+    assert label(replace(plain, title="VACUUM")) == "VACUUM"
 
 
 def test_sources_go_to_the_system_message_when_the_user_did_not_speak_last() -> None:
