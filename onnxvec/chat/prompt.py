@@ -1,10 +1,10 @@
 """The prompt for a chat request: retrieved chunks as labelled context, trimmed to the context window.
 
-The numbered sources go into the last user message, before the instructions and the question: small
-models answer from text right in front of the question far more often than from a system message
-(bench/rag.py, README). Where the last message is not the user's, they go into the system message.
-When everything does not fit, the oldest history goes first, then the lowest-ranked sources; the
-system message and the last message always stay.
+The numbered sources go into the last user message, before the instructions and the question, so the
+question is the last thing the model reads (bench/rag.py measures the prompt: README, Benchmarks).
+Where the last message is not the user's, they go into the system message. When everything does not
+fit, the oldest history goes first, then the lowest-ranked sources; the system message and the last
+message always stay.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from onnxvec.errors import PromptTooLong
 from onnxvec.storage.chunks import Hit
 
+# No request to cite as [n]: asked to, the default 0.5B model answered "[1]" and nothing else to most
+# questions. Which sources an answer uses is found from the answer itself (onnxvec/chat/citations.py).
 INSTRUCTIONS = (
-    "Answer the question briefly, using only the numbered sources above, and cite the source you use as [1], "
-    "[2], ... If the sources do not contain the answer, say that they do not."
+    "Answer the question in a full sentence, using only the sources. If they do not contain the answer, "
+    "say that they do not."
 )
 
 Message = dict[str, str]

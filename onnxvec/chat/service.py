@@ -62,6 +62,7 @@ class Prepared:
     prompt_ids: list[int]
     retrieval_ms: float = 0.0
     owner: str = ""  # the client it is for, whose turn at the model it waits for
+    question: str = ""  # what the sources were retrieved for: its words are no sign of using a source
 
     def retrieved(self) -> list[dict[str, Any]]:
         """Every source the prompt numbered, in its order."""
@@ -69,8 +70,13 @@ class Prepared:
 
     def citations(self, answers: Sequence[str]) -> list[dict[str, Any]]:
         """The sources the answers use (their [n] markers, or a run of words quoted from them)."""
-        used = used_sources(answers, self.prompt.sources)
+        used = used_sources(answers, self.prompt.sources, self.question)
         return [_source(n, self.prompt.sources[n - 1]) | {"evidence": how} for n, how in used.items()]
+
+
+def last_user(messages: Sequence[Message]) -> str | None:
+    """The last user message's text: what is retrieved for, and the question the sources answer."""
+    return next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
 
 
 def _source(number: int, hit: Hit) -> dict[str, Any]:
@@ -172,7 +178,8 @@ class ChatService:
 
         def build() -> Prepared:
             prompt = fit(request.messages, hits, engine.count, context - reserve)
-            return Prepared(engine, prompt, engine.prompt_ids(prompt.messages), retrieval_ms, request.owner)
+            ids = engine.prompt_ids(prompt.messages)
+            return Prepared(engine, prompt, ids, retrieval_ms, request.owner, last_user(request.messages) or "")
 
         return await self._call(build)  # PromptTooLong: a 400 naming `messages`
 
@@ -194,7 +201,7 @@ class ChatService:
 
     async def retrieve(self, request: ChatRequest) -> list[Hit]:
         """Top-k chunks of the collection for the last user message, above the minimum score."""
-        query = next((m["content"] for m in reversed(request.messages) if m["role"] == "user"), None)
+        query = last_user(request.messages)
         if not query:  # an unknown collection is still a 404 first, as on every route that names one
             await asyncio.to_thread(find_collection, self.db, request.collection or "")
             raise InvalidRequest("Retrieval needs a user message to search with.", "messages")

@@ -29,7 +29,21 @@ def test_a_marker_names_its_source_and_one_out_of_range_names_nothing() -> None:
 def test_a_quoted_run_of_five_words_counts_without_a_marker() -> None:
     answer = "VACUUM reclaims storage occupied by dead tuples."
     assert used_sources([answer], SOURCES) == {2: "overlap"}
-    assert used_sources(["VACUUM reclaims storage occupied quickly."], SOURCES) == {}  # four words are not enough
+    assert used_sources(["Storage grows quickly when nobody cleans tables."], SOURCES) == {}  # one word shared
+
+
+def test_a_fact_restated_in_other_words_counts_but_the_question_echoed_does_not() -> None:
+    sources = [
+        hit("The zorbctl tool reads its settings from /etc/zorb/zorb.conf unless --config names another file.", 1),
+        hit("The max_glide_connections setting is how many clients Zorbulax serves at once; it defaults to 250.", 2),
+        hit("To stop a running Zorbulax server cleanly, send it SIGTERM; SIGKILL loses unflushed changes.", 3),
+    ]
+    asked = "How many clients does Zorbulax serve at once by default?"
+    assert used_sources(["Zorbulax serves at once by default 250 clients."], sources, asked) == {2: "overlap"}
+    asked = "Which signal stops a Zorbulax server cleanly?"
+    echo = "A Zorbulax server stops cleanly with a signal."
+    assert used_sources([echo], sources, asked) == {}  # only the question's words: no sign of a source
+    assert used_sources([echo], sources) == {3: "overlap"}  # without the question they would count
 
 
 def test_an_answer_that_uses_nothing_cites_nothing() -> None:
