@@ -69,7 +69,7 @@ class Prepared:
         return [_source(number, hit) for number, hit in enumerate(self.prompt.sources, start=1)]
 
     def citations(self, answers: Sequence[str]) -> list[dict[str, Any]]:
-        """The sources the answers use (their [n] markers, or a run of words quoted from them)."""
+        """The sources the answers use: their [n] markers, or words quoted or restated from them."""
         used = used_sources(answers, self.prompt.sources, self.question)
         return [_source(n, self.prompt.sources[n - 1]) | {"evidence": how} for n, how in used.items()]
 
@@ -91,7 +91,6 @@ def _source(number: int, hit: Hit) -> dict[str, Any]:
 
 
 RAG_MAX_TOKENS = 256  # an answer from sources is short; a request may ask for more
-RAG_REPETITION_PENALTY: float | None = None  # measured with bench/rag.py (README, Benchmarks)
 
 
 def rag_sampling(sampling: Sampling) -> Sampling:
@@ -101,7 +100,6 @@ def rag_sampling(sampling: Sampling) -> Sampling:
         sampling,
         loop_guard=True,
         max_tokens=sampling.max_tokens or RAG_MAX_TOKENS,
-        repetition_penalty=sampling.repetition_penalty or RAG_REPETITION_PENALTY,
     )
 
 
