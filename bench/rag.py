@@ -182,6 +182,7 @@ def summary(results: list[dict[str, Any]], args: argparse.Namespace, ingest_s: f
         "citation_accuracy": round(sum(r["cited"] for r in results) / n, 3),
         "citation_precision": round(sum(r["right_citations"] for r in results) / max(1, cited), 3),
         "answers_citing": round(sum(r["citations"] > 0 for r in results) / n, 3),
+        "right_answers_citing_nothing": sum(r["answered"] and not r["citations"] for r in results),
         "answer_page_in_prompt": round(sum(r["in_prompt"] for r in results) / n, 3),
         "loops": sum(r["looped"] for r in results),
         "latency_p50_s": round(float(np.percentile(seconds, 50)), 2),
@@ -202,7 +203,6 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N questions")
     parser.add_argument("--port", type=int, default=8093)
     parser.add_argument("--show", action="store_true", help="print every answer")
-    parser.add_argument("--retrieval-only", action="store_true", help="only /v1/search, no chat answers")
     args = parser.parse_args()
     settings = Settings()
     args.model = args.model or settings.chat_model

@@ -36,6 +36,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     repetition_penalty: float | None = None
     json_schema: str | None = None  # output constrained to this JSON schema (OpenAI's response_format)
+    regex: str | None = None  # output constrained to match this regular expression (when no JSON schema is)
     logprobs: int | None = None  # None: off; n: each token's log-probability and the n likeliest
     loop_guard: bool = False  # stop a generation that repeats itself (see LoopGuard)
 
@@ -182,6 +183,8 @@ class Generation(GenerationState):
         params.set_search_options(**options)
         if s.json_schema is not None:
             params.set_guidance("json_schema", s.json_schema)
+        elif s.regex is not None:
+            params.set_guidance("regex", s.regex)
         return params
 
     def __iter__(self) -> Iterator[str]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from onnxvec.errors import PromptTooLong
 from onnxvec.storage.chunks import Hit
 
-# No request to cite as [n]: asked to, the default 0.5B model answered "[1]" and nothing else to most
-# questions. Which sources an answer uses is found from the answer itself (onnxvec/chat/citations.py).
+# Asked to cite, the default 0.5B model sometimes answers "[1]" and nothing else; the RAG sampling
+# forbids an answer that begins with a marker (onnxvec/chat/service.py: ANSWER_FIRST), so it states
+# the answer and may cite after it. bench/rag.py measured these words against three others (README).
 INSTRUCTIONS = (
-    "Answer the question in a full sentence, using only the sources. If they do not contain the answer, "
-    "say that they do not."
+    "Answer the question briefly, using only the numbered sources above, and cite the source you use as [1], "
+    "[2], ... If the sources do not contain the answer, say that they do not."
 )
 
 Message = dict[str, str]

@@ -91,15 +91,20 @@ def _source(number: int, hit: Hit) -> dict[str, Any]:
 
 
 RAG_MAX_TOKENS = 256  # an answer from sources is short; a request may ask for more
+# An answer from sources starts with a letter: asked to cite as [n], the 0.5B default model otherwise
+# answers "[1]" alone to short questions, and with only "[" forbidden, "1" (README, Benchmarks).
+ANSWER_FIRST = r"\p{L}[\s\S]*"
 
 
 def rag_sampling(sampling: Sampling) -> Sampling:
     """What an answer from sources is generated with: the loop guard on (a small model that loops
-    repeats a sentence to the token limit), and a default length where the request gave none."""
+    repeats a sentence to the token limit), a default length where the request gave none, and the
+    answer first (unless the request constrains the output to a JSON schema)."""
     return replace(
         sampling,
         loop_guard=True,
         max_tokens=sampling.max_tokens or RAG_MAX_TOKENS,
+        regex=ANSWER_FIRST if sampling.json_schema is None else None,
     )
 
 

@@ -72,6 +72,29 @@ def test_rag_answers_from_the_documents_and_cites_them(smol_api, engine: Engine,
     assert plain.json()["citations"] == [] and plain.json()["retrieved"] == []
 
 
+def test_an_answer_from_sources_can_still_be_json(smol_api, engine: Engine, embedder: EmbeddingEngine) -> None:
+    """A JSON schema asked for wins over the answer-first rule of RAG sampling (one guide per generation)."""
+    small_collection(engine, embedder, "rag-json", [(text, {}) for text in [FACT, *OTHER]])
+    schema = {
+        "type": "object",
+        "properties": {"engineer": {"type": "string"}},
+        "required": ["engineer"],
+        "additionalProperties": False,
+    }
+    question = [{"role": "user", "content": "Who is the chief engineer of the Zorbulax Project? Answer in JSON."}]
+    body = {
+        "messages": question,
+        "collection": "rag-json",
+        "k": 2,
+        "max_tokens": 100,
+        "temperature": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "who", "schema": schema}},
+    }
+    reply = httpx.post(smol_api.url + URL, json=body, timeout=120).json()
+    assert reply["retrieved"], reply  # the sources were in the prompt
+    assert isinstance(json.loads(reply["choices"][0]["message"]["content"])["engineer"], str), reply
+
+
 MANUAL = [
     "The zorbctl tool reads its settings from /etc/zorb/zorb.conf unless the --config option names another file.",
     "The max_glide_connections parameter sets how many clients Zorbulax serves at once; it defaults to 250.",
@@ -94,6 +117,7 @@ def test_the_default_chat_model_answers_from_its_sources(rag_api, engine: Engine
         reply = httpx.post(rag_api.url + URL, json=body | {"temperature": 0}, timeout=300).json()
         answer = reply["choices"][0]["message"]["content"]
         assert fact in answer, (question, answer)
+        assert answer[0].isalpha(), answer  # not "[1]" alone (ANSWER_FIRST)
         assert source in [c["external_id"] for c in reply["citations"]], (answer, reply["citations"])
         assert reply["choices"][0]["finish_reason"] == "stop" and reply["usage"]["completion_tokens"] < 100
 

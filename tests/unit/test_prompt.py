@@ -8,7 +8,7 @@ import pytest
 
 from onnxvec.chat.generate import LoopGuard, Sampling, StopMatcher
 from onnxvec.chat.prompt import INSTRUCTIONS, fit, label, with_context
-from onnxvec.chat.service import RAG_MAX_TOKENS, rag_sampling
+from onnxvec.chat.service import ANSWER_FIRST, RAG_MAX_TOKENS, rag_sampling
 from onnxvec.errors import PromptTooLong
 from onnxvec.storage.chunks import Hit
 
@@ -127,7 +127,8 @@ def test_the_loop_guard_lets_ordinary_text_through() -> None:
 
 def test_an_answer_from_sources_gets_the_rag_defaults_where_the_request_left_them_open() -> None:
     defaults = rag_sampling(Sampling())
-    assert defaults.loop_guard and defaults.max_tokens == RAG_MAX_TOKENS
+    assert defaults.loop_guard and defaults.max_tokens == RAG_MAX_TOKENS and defaults.regex == ANSWER_FIRST
+    assert rag_sampling(Sampling(json_schema="{}")).regex is None  # the schema asked for is the guide
     asked = rag_sampling(Sampling(max_tokens=10, repetition_penalty=1.3, temperature=0.5))
     assert (asked.max_tokens, asked.repetition_penalty, asked.temperature, asked.loop_guard) == (10, 1.3, 0.5, True)
     assert not Sampling().loop_guard  # a plain chat, without sources, is generated as asked
