@@ -18,6 +18,7 @@ from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine, l2_normalize
 from onnxvec.errors import ModelError
 from onnxvec.models.build.convert import build_chat_model, convert_encoder
+from onnxvec.models.build.logits import keep_last_logits
 from onnxvec.models.store import ModelStore
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
@@ -113,5 +114,30 @@ def test_build_command_makes_a_genai_model(tiny_chat: str, model_store: ModelSto
     prompt = engine.encode(engine.render([{"role": "user", "content": "hi"}]))
     generation = engine.generate(prompt, Sampling(max_tokens=4, min_tokens=4), threading.Event())
     assert "".join(generation) and generation.completion_tokens == 4
+    _last_position_logits_match_pytorch(store.path("tiny-fp32") / "model.onnx", source, prompt)
     with pytest.raises(ModelError, match="neither a Hugging Face model folder"):
         build_chat_model(store, "nothing", tmp_path)
+
+
+def _last_position_logits_match_pytorch(model: Path, source: Path, prompt: list[int]) -> None:
+    """The built graph gives logits for the last position only (onnxvec/models/build/logits.py), and
+    they are PyTorch's for that position."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from transformers import LlamaForCausalLM
+
+    (logits,) = [o for o in onnx.load(str(model), load_external_data=False).graph.output if o.name == "logits"]
+    assert logits.type.tensor_type.shape.dim[1].dim_value == 1
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    feeds: dict[str, np.ndarray] = {"input_ids": np.array([prompt]), "attention_mask": np.ones((1, len(prompt)))}
+    decoder = json.loads((model.parent / "genai_config.json").read_text())["model"]["decoder"]
+    for past in session.get_inputs()[2:]:  # an empty cache: [batch, kv heads, 0 positions, head size]
+        feeds[past.name] = np.zeros((1, decoder["num_key_value_heads"], 0, decoder["head_size"]))
+    feeds = {i.name: feeds[i.name].astype(np.int64 if "int64" in i.type else np.float32) for i in session.get_inputs()}
+    (ours,) = session.run(["logits"], feeds)
+    with torch.no_grad():
+        theirs = LlamaForCausalLM.from_pretrained(source)(torch.tensor([prompt])).logits[:, -1:].numpy()
+    assert ours.shape == theirs.shape == (1, 1, theirs.shape[-1])
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    assert not keep_last_logits(model)  # once only

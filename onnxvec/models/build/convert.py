@@ -20,6 +20,7 @@ from typing import Literal
 
 from onnxvec.errors import ModelError
 from onnxvec.models.build.export import export_to_onnx, fuse_encoder, require_export_tools
+from onnxvec.models.build.logits import keep_last_logits
 from onnxvec.models.build.precision import choose_precision
 from onnxvec.models.build.quantize import Int8, quantize_encoder
 from onnxvec.models.manifest import ModelManifest, describe_folder, is_cross_encoder
@@ -75,6 +76,7 @@ def build_genai(source: Path, out: Path, precision: Precision = "int4", *, show_
         if done.returncode != 0 or not (out / "genai_config.json").is_file():
             text = log.read_text(errors="replace").strip()[-800:] or "see the output above"
             raise ModelError(f"the genai model builder failed ({done.returncode}): {text}")
+        keep_last_logits(out / "model.onnx")
 
 
 def build_chat_model(
