@@ -1,31 +1,16 @@
-"""Bodies of /v1/collections and their documents (api/collections.py), beside api/schemas.py's.
-
-Text and metadata that PostgreSQL cannot hold (a NUL character, an unpaired surrogate, NaN) are refused
-here with the field that holds them, as a 400, rather than failing in the driver.
-"""
+"""Bodies of /v1/collections and their documents (api/collections.py), beside api/schemas.py's."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from api.schemas import int_range
 from onnxvec.storage.collections import MAX_CHUNK_TOKENS, MAX_NAME, MIN_CHUNK_TOKENS, Metric
-from onnxvec.values import unstorable
 
 MAX_DOCUMENTS = 1000  # documents one request may post (ONNXVEC_MAX_REQUEST_BYTES bounds their size)
 MAX_DOCUMENT_ID = 512  # characters: a unique btree key must stay under 2,704 bytes
-
-
-def _storable(value: Any) -> Any:
-    reason = unstorable(value)
-    if reason:
-        raise ValueError(f"PostgreSQL cannot store {reason}")
-    return value
-
-
-Storable = AfterValidator(_storable)
 
 
 class CollectionRequest(BaseModel):
@@ -35,7 +20,7 @@ class CollectionRequest(BaseModel):
         json_schema_extra={"examples": [{"name": "notes", "model": "all-MiniLM-L6-v2", "metric": "cosine"}]},
     )
 
-    name: Annotated[str, Storable] = Field(min_length=1, max_length=MAX_NAME)
+    name: str = Field(min_length=1, max_length=MAX_NAME)
     model: str | None = Field(default=None, description="a pulled embedding model (default: ONNXVEC_EMBEDDING_MODEL)")
     metric: Metric = "cosine"
     chunk_tokens: int_range(MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS) | None = Field(
@@ -52,13 +37,9 @@ class CollectionRequest(BaseModel):
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: Annotated[StrictStr, Storable] = Field(
-        min_length=1, max_length=MAX_DOCUMENT_ID, description="yours; posting it again replaces it"
-    )
-    text: Annotated[StrictStr, Storable] = Field(min_length=1)
-    metadata: Annotated[dict[str, Any], Storable] = Field(
-        default_factory=dict, description="a JSON object, filterable in /v1/search"
-    )
+    id: StrictStr = Field(min_length=1, max_length=MAX_DOCUMENT_ID, description="yours; posting it again replaces it")
+    text: StrictStr = Field(min_length=1)
+    metadata: dict[str, Any] = Field(default_factory=dict, description="a JSON object, filterable in /v1/search")
 
 
 class DocumentsRequest(BaseModel):
@@ -70,15 +51,9 @@ class DocumentsRequest(BaseModel):
         },
     )
 
-    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS)
-
-    @field_validator("documents")
-    @classmethod
-    def _distinct_ids(cls, documents: list[DocumentIn]) -> list[DocumentIn]:
-        """One id twice in a request has no single meaning (which text wins?)."""
-        if len({d.id for d in documents}) < len(documents):
-            raise ValueError("each document id may appear once in a request")
-        return documents
+    documents: list[DocumentIn] = Field(
+        min_length=1, max_length=MAX_DOCUMENTS, description="an id given twice: the later one wins"
+    )
 
 
 class DocumentStates(BaseModel):

@@ -22,11 +22,12 @@ from api.routes import JSON
 from api.schemas import Collection as CollectionObject
 from api.schemas import CollectionList, error_responses
 from onnxvec.config import Settings
-from onnxvec.errors import DocumentNotFound
+from onnxvec.errors import DocumentNotFound, InvalidRequest
 from onnxvec.ingest.register import IngestReport, new_collection, register_documents
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage import collections, documents, stats
 from onnxvec.storage.collections import Collection
+from onnxvec.values import unstorable
 
 router = APIRouter(prefix="/v1/collections")
 
@@ -176,16 +177,29 @@ def _register(request: Request, name: str, body: DocumentsRequest) -> tuple[Coll
     settings, db = _settings(request), _db(request)
     with db.connect() as conn:
         collection = collections.get_collection(conn, name)
-    limit = settings.max_document_bytes
-    docs = [
-        SourceDocument(d.id, SOURCE, d.text, d.metadata)
-        if len(d.text.encode()) <= limit
-        else SourceDocument(d.id, SOURCE, "", d.metadata, f"text is over the {limit / 1e6:.1f} MB limit")
-        for d in body.documents
-    ]
+    docs = _source_documents(body, settings.max_document_bytes)
     report = IngestReport(collection.name)
     register_documents(db, request.app.state.celery, settings, collection, docs, report)
     return collection, report
+
+
+def _source_documents(body: DocumentsRequest, limit: int) -> list[SourceDocument]:
+    """The posted documents as `ingest` loads them: one per id (a later one replaces an earlier, as if
+    posted after it), text over ONNXVEC_MAX_DOCUMENT_BYTES recorded as failed like an oversized file.
+    Values PostgreSQL cannot hold are a 400 on their field, checked once the collection is known to
+    exist (so a missing collection is a 404 whatever the body, as /v1/search does for filters)."""
+    latest = {d.id: (i, d) for i, d in enumerate(body.documents)}
+    docs = []
+    for i, d in latest.values():
+        for field, value in (("id", d.id), ("text", d.text), ("metadata", d.metadata)):
+            reason = unstorable(value)
+            if reason:
+                raise InvalidRequest(f"PostgreSQL cannot store {reason}", f"documents.{i}.{field}")
+        if len(d.text.encode()) <= limit:
+            docs.append(SourceDocument(d.id, SOURCE, d.text, d.metadata))
+        else:
+            docs.append(SourceDocument(d.id, SOURCE, "", d.metadata, f"text is over the {limit / 1e6:.1f} MB limit"))
+    return docs
 
 
 async def _settled(db: Engine, collection: Collection, ids: list[int], timeout: float) -> dict[str, int]:
