@@ -68,7 +68,7 @@ class DocumentsAccepted(BaseModel):
     collection: str
     queued: int = Field(description="new or changed documents, handed to the workers")
     unchanged: int = Field(description="same id and content hash as stored: not embedded again")
-    failed: int = Field(description="documents that could not be registered")
+    failed: int = Field(description="recorded as failed at once (text over ONNXVEC_MAX_DOCUMENT_BYTES)")
     documents: DocumentStates = Field(description="the queued documents by state, when the answer was written")
     complete: bool = Field(description="none of the queued documents is pending or processing any more")
 

@@ -249,7 +249,7 @@ def _document(db: Engine, name: str, document_id: str) -> documents.Described:
     with db.connect() as conn:
         found = documents.describe(conn, collections.get_collection(conn, name), document_id)
     if found is None:
-        raise DocumentNotFound(f"collection {name!r} has no document {document_id!r}")
+        raise _no_document(name, document_id)
     return found
 
 
@@ -269,4 +269,8 @@ async def delete_document(name: str, document_id: str, request: Request) -> JSON
 def _remove(db: Engine, name: str, document_id: str) -> None:
     with db.begin() as conn:
         if not documents.remove(conn, collections.get_collection(conn, name), [document_id]):
-            raise DocumentNotFound(f"collection {name!r} has no document {document_id!r}")
+            raise _no_document(name, document_id)
+
+
+def _no_document(name: str, document_id: str) -> DocumentNotFound:
+    return DocumentNotFound(f"collection {name!r} has no document {document_id[:100]!r}")
