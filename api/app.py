@@ -23,6 +23,7 @@ from api import errors
 from api.auth import bearer
 from api.chat import router as chat_router
 from api.chat_schemas import ChatCompletionChunk
+from api.collections import router as collections_router
 from api.completions import router as completions_router
 from api.guard import Guard
 from api.metrics import Metrics
@@ -34,7 +35,7 @@ from onnxvec.chat.service import ChatService
 from onnxvec.config import Settings, get_settings
 from onnxvec.embedding.service import EmbeddingService
 from onnxvec.errors import ModelError
-from onnxvec.infra import db, embedded
+from onnxvec.infra import broker, db, embedded
 from onnxvec.storage.keys import KeyRing
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.db = database
     app.state.redis_url = endpoints.redis_url
+    app.state.celery = broker.make_app(settings, endpoints.redis_url)  # documents posted go to the workers
     app.state.metrics = metrics
     app.state.service = service
     app.state.chat = chat
@@ -107,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     shared = error_responses(401, 408, 429, 503)  # Guard's: auth (its key lookup reads the database) and limits
     app.include_router(router, dependencies=secured, responses=shared)
+    app.include_router(collections_router, dependencies=secured, responses=shared)
     app.include_router(chat_router, dependencies=secured, responses=shared)
     app.include_router(completions_router, dependencies=secured, responses=shared)
     app.include_router(sources_router, dependencies=secured, responses=shared)

@@ -1,4 +1,4 @@
-"""The /v1 routes: OpenAI's embeddings and models, and onnxvec's search and collections.
+"""The /v1 routes: OpenAI's embeddings and models, and onnxvec's search (collections: api/collections.py).
 
 Each handler only translates between HTTP and the core library; blocking database work runs in a
 thread so the event loop keeps feeding the micro-batcher. Handlers write their JSON themselves (orjson,
@@ -21,7 +21,6 @@ from api.auth import reachable
 from api.disconnect import unless_gone
 from api.schemas import (
     EMBEDDING_HEADERS,
-    CollectionList,
     EmbeddingRequest,
     EmbeddingResponse,
     Model,
@@ -34,7 +33,6 @@ from onnxvec.embedding.service import EmbeddingService, shorten, to_base64
 from onnxvec.models.manifest import ModelManifest
 from onnxvec.retrieval.fusion import Fusion
 from onnxvec.retrieval.search import search_text
-from onnxvec.storage import collections, stats
 
 router = APIRouter(prefix="/v1")
 
@@ -182,34 +180,3 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
     )
-
-
-@router.get("/collections", response_class=JSON, response_model=CollectionList)
-async def list_collections(request: Request) -> JSON:
-    found = await asyncio.to_thread(_collections, _db(request))
-    return JSON({"object": "list", "data": [c for c in found if request.state.grant.allows(c["id"])]})
-
-
-def _collections(db: Engine) -> list[dict[str, Any]]:
-    with db.connect() as conn:
-        rows = collections.list_collections(conn)
-        states: dict[str, dict[str, int]] = {}
-        for name, state, count in stats.counts_by_collection(conn):
-            states.setdefault(name, {})[state] = count
-        chunks = dict(stats.chunks_by_collection(conn))
-    return [
-        {
-            "object": "collection",
-            "id": c.name,
-            "model": c.model,
-            "dims": c.dims,
-            "metric": c.metric,
-            "chunk_tokens": c.chunk_tokens,
-            "chunk_overlap": c.chunk_overlap,
-            "hidden_metadata": list(c.hidden_metadata),
-            "language": c.language,
-            "documents": states.get(c.name, {}),
-            "chunks": chunks.get(c.name, 0),
-        }
-        for c in rows
-    ]

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     poll_full_pass_seconds: float = Field(
         default=300, gt=0, description="how often a polled source compares every key (finds deleted rows)"
     )
+    documents_wait_seconds: float = Field(
+        default=30, gt=0, description="POST /v1/collections/NAME/documents?wait=true waits at most this long"
+    )
     # new collections and search
     chunk_tokens: int = Field(default=256, ge=8, description="tokens per chunk of a new collection")
     chunk_overlap: int = Field(default=32, ge=0, description="tokens consecutive chunks share")

@@ -48,6 +48,13 @@ class CollectionNotFound(StoreError):
         super().__init__(message, "collection")
 
 
+class DocumentNotFound(StoreError):
+    status, code = 404, "document_not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "document_id")
+
+
 class SourceNotFound(StoreError):
     status, code = 404, "source_not_found"
 

@@ -1,4 +1,4 @@
-"""`onnxvec collections`: create, list, and the metadata a collection hides."""
+"""`onnxvec collections`: create, list, remove, and the metadata a collection hides."""
 
 from __future__ import annotations
 
@@ -72,3 +72,11 @@ def collections_list() -> None:
         for col in collections.list_collections(conn):
             hidden = f"  hides {','.join(col.hidden_metadata)}" if col.hidden_metadata else ""
             typer.echo(f"{col.name:<24} {col.model:<28} {col.dims:>5}  {col.metric:<6} {col.language}{hidden}")
+
+
+@collections_app.command("rm")
+def collections_rm(name: str) -> None:
+    """Delete a collection with its documents, chunks and index (one a table source feeds is refused)."""
+    with database(get_settings()).begin() as conn:
+        collections.drop_collection(conn, name)
+    typer.echo(f"removed collection {name}")

@@ -49,12 +49,16 @@ def new_collection(
     chunk_tokens: int | None = None,
     chunk_overlap: int | None = None,
     language: str | None = None,
+    pull_model: bool = True,
 ) -> collections.Collection:
-    """Create a collection for an embedding model (pulled if need be) and a metric the model suits;
-    chunking and text search language as given, or the settings' defaults."""
-    manifest = require(pull(ModelStore(settings.models_dir), model or settings.embedding_model), "embedding")
+    """Create a collection for an embedding model and a metric the model suits; chunking and text search
+    language as given, or the settings' defaults. The model is pulled if need be, unless `pull_model` is
+    false (an HTTP request must not start a download of hundreds of megabytes: it names a pulled model)."""
+    store = ModelStore(settings.models_dir)
+    name_of_model = model or settings.embedding_model
+    manifest = require(pull(store, name_of_model) if pull_model else store.get(name_of_model), "embedding")
     if (metric or "cosine") not in manifest.distance_metrics:
-        raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}")
+        raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}", "metric")
     return collections.create_collection(
         conn,
         name,
@@ -108,10 +112,10 @@ def ingest(
     report.unsupported = [str(p) for p in unsupported]
     report.files = len(files)
     if stdin is not None:
-        _register(db, app, settings, collection, load_stdin(stdin, stdin_kind, options), report)
+        register_documents(db, app, settings, collection, load_stdin(stdin, stdin_kind, options), report)
     for start in range(0, len(files), FILES_PER_SLICE):
         docs = [doc for path in files[start : start + FILES_PER_SLICE] for doc in load_file(path, options)]
-        _register(db, app, settings, collection, docs, report)
+        register_documents(db, app, settings, collection, docs, report)
     if prune:
         roots = [Path(s).resolve().as_uri() for s in specs if s != "-" and Path(s).exists()]
         with db.begin() as conn:
@@ -137,7 +141,7 @@ def dispatch(db: Engine, app: Celery, ids: Sequence[int], per_task: int) -> None
         raise
 
 
-def _register(
+def register_documents(
     db: Engine,
     app: Celery,
     settings: Settings,
@@ -145,6 +149,8 @@ def _register(
     docs: list[SourceDocument],
     report: IngestReport,
 ) -> None:
+    """Register one slice of documents in its own transaction and queue the new and changed ones, adding
+    the outcome to `report`: the one path by which `ingest` and the HTTP API take documents in."""
     with db.begin() as conn:
         registered = documents.register(conn, collection, docs)
     dispatch(db, app, registered.queued, settings.task_documents)

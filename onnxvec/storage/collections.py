@@ -80,14 +80,15 @@ def create_collection(
     hidden = _metadata_paths(hidden_metadata)
     _check_language(conn, language)
     if metric not in OPCLASS:
-        raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}")
+        raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}", "metric")
     if not MIN_CHUNK_TOKENS <= chunk_tokens <= MAX_CHUNK_TOKENS or not 0 <= chunk_overlap < chunk_tokens:
         raise StoreError(
             f"chunks are {MIN_CHUNK_TOKENS} to {MAX_CHUNK_TOKENS} tokens with an overlap below their size,"
-            f" not {chunk_tokens} with {chunk_overlap}"
+            f" not {chunk_tokens} with {chunk_overlap}",
+            "chunk_tokens" if not MIN_CHUNK_TOKENS <= chunk_tokens <= MAX_CHUNK_TOKENS else "chunk_overlap",
         )
     if not name or len(name) > MAX_NAME or unstorable(name):
-        raise StoreError(f"a collection name is 1 to {MAX_NAME} characters of valid text, not {name[:40]!r}")
+        raise StoreError(f"a collection name is 1 to {MAX_NAME} characters of valid text, not {name[:40]!r}", "name")
     row = conn.execute(
         text(
             f"INSERT INTO collections (name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens,"
@@ -109,7 +110,7 @@ def create_collection(
         },
     ).one_or_none()
     if row is None:
-        raise StoreError(f"collection {name!r} already exists")
+        raise StoreError(f"collection {name!r} already exists", "name")  # no 409 in onnxvec/errors.py
     collection = Collection(*row)
     create_index(conn, collection)
     return collection

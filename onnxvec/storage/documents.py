@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
 from onnxvec.sources.files import SourceDocument
 from onnxvec.storage.chunks import ChunkRow, write_chunks
 from onnxvec.storage.collections import Collection
+from onnxvec.values import unstorable
 
 REGISTER_BATCH = 1000
 
@@ -82,6 +84,33 @@ def register(conn: Connection, collection: Collection, docs: Sequence[SourceDocu
         queued += [doc_id for doc_id, state in rows if state == "pending"]
         failed += sum(state == "failed" for _, state in rows)
     return Registered(queued, failed, len(docs) - len(queued) - failed)
+
+
+@dataclass(frozen=True)
+class Described:
+    external_id: str
+    source: str | None
+    state: str
+    error: str | None
+    attempts: int
+    metadata: dict
+    chunks: int
+    updated_at: datetime
+
+
+def describe(conn: Connection, collection: Collection, external_id: str) -> Described | None:
+    """One document's state, last error, metadata and chunk count (what GET of a document answers)."""
+    if unstorable(external_id):  # no document can have such an id
+        return None
+    row = conn.execute(
+        text(
+            "SELECT d.external_id, d.source, d.state, d.last_error, d.attempts, d.metadata,"
+            " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id), d.updated_at"
+            " FROM documents d WHERE d.collection_id = :cid AND d.external_id = :eid"
+        ),
+        {"cid": collection.id, "eid": external_id},
+    ).one_or_none()
+    return None if row is None else Described(*row)
 
 
 def mark_enqueued(conn: Connection, ids: Sequence[int], *, enqueued: bool = True) -> None:
@@ -222,7 +251,7 @@ def remove(conn: Connection, collection: Collection, external_ids: Sequence[str]
     """Delete documents (their chunks go with them) by external id; returns how many were there."""
     return conn.execute(
         text("DELETE FROM documents WHERE collection_id = :cid AND external_id = ANY(:eids)"),
-        {"cid": collection.id, "eids": list(external_ids)},
+        {"cid": collection.id, "eids": [eid for eid in external_ids if not unstorable(eid)]},  # none has such an id
     ).rowcount
 
 

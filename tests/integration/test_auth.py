@@ -276,4 +276,4 @@ def test_a_read_only_key_reads_and_writes_nothing(start_api, new_database, embed
             "param": None,
             "code": "read_only_key",
         }
-        assert call(writer, method, path, {"name": "x"}).status_code in (404, 405)  # not refused by the key
+        assert call(writer, method, path, {"name": "x"}).status_code != 403  # not refused by the key

@@ -4,6 +4,7 @@ and the document says what a client needs (typed bodies, OpenAI's errors, bearer
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ def keyed_api(start_api, engine: Engine, embedder: EmbeddingEngine, tiny_reranke
         [doc_id] = documents.register(conn, docs, [SourceDocument("keys", "mem://keys", text, {"team": "x"})]).queued
         row = chunks.ChunkRow(0, text, hashlib.sha256(text.encode()).hexdigest(), 12, embedder.embed([text]).vectors[0])
         chunks.write_chunks(conn, docs, doc_id, [row])
-    return start_api(api_keys=KEY, rerank_model=tiny_reranker)
+    return start_api(api_keys=KEY, rerank_model=tiny_reranker, documents_wait_seconds=1)
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +59,14 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex=GENER
 CL100K_TOKENS = 100_256  # ids 0..100255 are cl100k_base's ordinary tokens (ONNXVEC_TOKEN_IDS' default)
 
 
+def whole(value: object) -> bool:
+    """A JSON integer (3 or 3.0), not a boolean."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
+
+
 def under(value: object, bound: int, low: int) -> object:
     """A whole number at or past `bound` brought into [low, bound); anything else as it is."""
-    whole = isinstance(value, int | float) and not isinstance(value, bool) and float(value).is_integer()
-    return low + int(value) % (bound - low) if whole and value >= bound else value
+    return low + int(value) % (bound - low) if whole(value) and value >= bound else value
 
 
 def within_model_limits(body: object, dims: int) -> None:
@@ -82,12 +87,35 @@ def within_model_limits(body: object, dims: int) -> None:
             ids[:] = [under(i, CL100K_TOKENS, 0) for i in ids]
 
 
+NEW_NAMES = itertools.count()
+
+
+def creatable(body: object) -> None:
+    """What a new collection's validity depends on beyond its document: a name nobody took yet (a taken
+    one, or one with a NUL, is a 400), an overlap below this request's chunk size, and a text search
+    configuration this server has (custom ones are allowed, so the document names none). Only values
+    the document already accepts are replaced, so no invalid request becomes a valid one."""
+    if not isinstance(body, dict):
+        return
+    if isinstance(body.get("name"), str) and 1 <= len(body["name"]) <= collections.MAX_NAME:
+        body["name"] = f"schemathesis-{next(NEW_NAMES)}"
+    if isinstance(body.get("language"), str) and body["language"]:
+        body["language"] = "english"
+    tokens, overlap = body.get("chunk_tokens"), body.get("chunk_overlap")
+    tokens, overlap = 256 if tokens is None else tokens, 32 if overlap is None else overlap  # the defaults
+    sized = whole(tokens) and collections.MIN_CHUNK_TOKENS <= tokens <= collections.MAX_CHUNK_TOKENS
+    if sized and whole(overlap) and 0 <= overlap < collections.MAX_CHUNK_TOKENS:
+        body["chunk_overlap"] = int(overlap) % int(tokens)
+
+
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, derandomize=True)
 def test_schemathesis(case: schemathesis.Case, embedder: EmbeddingEngine) -> None:
     """Every check schemathesis has (server errors, status codes, content types, bodies and headers
     against the document, negative data rejected, positive data accepted, auth enforced, ...)."""
     within_model_limits(case.body, embedder.dims)
+    if case.path == "/v1/collections" and case.method == "POST":
+        creatable(case.body)
     case.call_and_validate(headers=AUTH)
 
 
