@@ -96,8 +96,8 @@ class Settings(BaseSettings):
         default="english", min_length=1, description="text search configuration (stemming) of a new collection"
     )
     search_mode: SearchMode = Field(
-        default="hybrid",
-        description="vector, text (full text) or hybrid (both, fused; measured best: README, Search modes)",
+        default="vector",
+        description="vector, text (full text) or hybrid (both, fused); vector measured best for answers: README",
     )
     rrf_k: int = Field(default=60, ge=1, description="hybrid: a chunk at rank r of a leg scores weight/(rrf_k + r)")
     vector_weight: float = Field(default=1.0, ge=0, description="hybrid: weight of the vector leg's ranks")

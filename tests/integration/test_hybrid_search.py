@@ -113,13 +113,14 @@ def test_weights_reorder_the_fusion(api, collection: collections.Collection) -> 
 
 
 def test_the_mode_defaults_to_the_setting(api, start_api: Callable, collection: collections.Collection) -> None:
-    """hybrid unless ONNXVEC_SEARCH_MODE says otherwise (README: measured on bench/rag.py)."""
+    """vector unless ONNXVEC_SEARCH_MODE says otherwise (README, Search modes: measured on bench/rag.py)."""
     default = _search(api, query="ERR-7781", k=3).json()
-    assert default["mode"] == "hybrid"
-    assert default["data"] == _search(api, query="ERR-7781", k=3, mode="hybrid").json()["data"]
-    vector = _search(start_api(search_mode="vector"), query="ERR-7781", k=3).json()
-    top = vector["data"][0]
-    assert vector["mode"] == "vector" and top["score"] == pytest.approx(1 - top["distance"])  # cosine similarity
+    top = default["data"][0]
+    assert default["mode"] == "vector" and top["score"] == pytest.approx(1 - top["distance"])  # cosine similarity
+    assert default["data"] == _search(api, query="ERR-7781", k=3, mode="vector").json()["data"]
+    hybrid = _search(start_api(search_mode="hybrid"), query="ERR-7781", k=3).json()
+    assert hybrid["mode"] == "hybrid"
+    assert hybrid["data"] == _search(api, query="ERR-7781", k=3, mode="hybrid").json()["data"]
 
 
 @pytest.mark.parametrize(
