@@ -26,6 +26,7 @@ from onnxvec.sources import vectorstores
 from onnxvec.sources.files import SourceDocument
 from onnxvec.sources.vectorstores import ForeignRow, Layout
 from onnxvec.storage import chunks, collections, documents
+from onnxvec.values import unstorable
 
 SAMPLE = 16  # rows whose text is embedded again to check the vectors came from the model
 MIN_COSINE = 0.99  # the sample's mean cosine below which the vectors are another model's
@@ -131,6 +132,8 @@ def _skip_reason(row: ForeignRow) -> str | None:
         return "no text"
     if row.vector is None:
         return "no vector"
+    if unstorable(row.metadata):  # a json column holds "\u0000", jsonb does not
+        return "metadata jsonb cannot hold"
     return None
 
 

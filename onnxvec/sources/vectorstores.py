@@ -27,7 +27,7 @@ FORMATS = ("langchain", "llamaindex")
 
 @dataclass(frozen=True)
 class ForeignRow:
-    external_id: str
+    external_id: str | None  # LlamaIndex's node_id may be NULL
     text: str | None
     metadata: Any
     vector: np.ndarray | None
@@ -38,7 +38,6 @@ class Layout:
     """Where a store keeps its rows: a table, its key (the order pages are read in), the columns of id,
     text, metadata and vector, and a collection name when the table holds several (PGVector)."""
 
-    kind: str
     schema: str
     table: str
     key: str
@@ -66,19 +65,14 @@ def locate(raw: psycopg.Connection, source: str, name: str) -> Layout:
         schema, table = parse_table(name)
         for candidate in (f"data_{table}", table):
             if _columns(raw, schema, candidate) >= {"id", "text", "metadata_", "node_id", "embedding"}:
-                return Layout(
-                    "LlamaIndex PGVectorStore", schema, candidate, "id", "node_id", "text", "metadata_", "embedding"
-                )
+                return Layout(schema, candidate, "id", "node_id", "text", "metadata_", "embedding")
         raise StoreError(f"no LlamaIndex PGVectorStore table data_{table} (or {table}) in schema {schema}")
     try:  # a PGVector collection's name need not be a table name
         schema, table = parse_table(name)
     except StoreError:
         schema, table = "", ""
     if table and _columns(raw, schema, table) >= {"langchain_id", "content", "embedding", "langchain_metadata"}:
-        return Layout(
-            "LangChain PGVectorStore", schema, table, "langchain_id", "langchain_id", "content", "langchain_metadata",
-            "embedding",
-        )  # fmt: skip
+        return Layout(schema, table, "langchain_id", "langchain_id", "content", "langchain_metadata", "embedding")
     if not _columns(raw, *LANGCHAIN_EMBEDDINGS) >= {"id", "collection_id", "embedding", "document", "cmetadata"}:
         raise StoreError(f"no LangChain PGVectorStore table {name!r} and no PGVector tables in this database")
     found = raw.execute(
@@ -87,7 +81,7 @@ def locate(raw: psycopg.Connection, source: str, name: str) -> Layout:
     ).fetchone()[0]
     if not found:
         raise StoreError(f"no LangChain PGVector collection {name!r} in {'.'.join(LANGCHAIN_COLLECTIONS)}")
-    return Layout("LangChain PGVector", *LANGCHAIN_EMBEDDINGS, "id", "id", "document", "cmetadata", "embedding", name)
+    return Layout(*LANGCHAIN_EMBEDDINGS, "id", "id", "document", "cmetadata", "embedding", name)
 
 
 def _columns(raw: psycopg.Connection, schema: str, table: str) -> set[str]:
@@ -100,39 +94,28 @@ def _columns(raw: psycopg.Connection, schema: str, table: str) -> set[str]:
 
 
 def read(raw: psycopg.Connection, layout: Layout, batch: int = 500) -> Iterator[list[ForeignRow]]:
-    """Every row of the store, `batch` at a time in key order; the vectors as float32 arrays (the
-    connection must know pgvector's types)."""
-    e = sql.Identifier("e")
+    """Every row of the store, `batch` at a time in key order (each page starts after the last key of the
+    one before); the vectors as float32 arrays (the connection must know pgvector's types)."""
+    key = sql.Identifier(layout.key)
     columns = sql.SQL(", ").join(
         [
-            sql.SQL("{}.{}").format(e, sql.Identifier(layout.key)),
-            sql.SQL("CAST({}.{} AS text)").format(e, sql.Identifier(layout.id_column)),
-            *(sql.SQL("{}.{}").format(e, sql.Identifier(c)) for c in (layout.text_column, layout.metadata_column)),
-            sql.SQL("{}.{}").format(e, sql.Identifier(layout.vector_column)),
+            key,
+            sql.SQL("CAST({} AS text)").format(sql.Identifier(layout.id_column)),
+            *map(sql.Identifier, (layout.text_column, layout.metadata_column, layout.vector_column)),
         ]
     )
-    conditions = [sql.SQL("true")]
+    rows_of: sql.Composable = sql.SQL("true")
     params: list[Any] = []
     if layout.collection is not None:
-        conditions.append(
-            sql.SQL("{}.collection_id = (SELECT uuid FROM {} WHERE name = %s)").format(
-                e, sql.Identifier(*LANGCHAIN_COLLECTIONS)
-            )
+        rows_of = sql.SQL("collection_id = (SELECT uuid FROM {} WHERE name = %s)").format(
+            sql.Identifier(*LANGCHAIN_COLLECTIONS)
         )
-        params.append(layout.collection)
-    key = sql.SQL("{}.{}").format(e, sql.Identifier(layout.key))
-    last = None
-    while True:
-        after = [sql.SQL("{} > %s").format(key)] if last is not None else []
-        query = sql.SQL("SELECT {} FROM {} AS {} WHERE {} ORDER BY {} LIMIT %s").format(
-            columns,
-            sql.Identifier(layout.schema, layout.table),
-            e,
-            sql.SQL(" AND ").join(conditions + after),
-            key,
-        )
-        rows = raw.execute(query, [*params, *([last] if last is not None else []), batch]).fetchall()
-        if not rows:
-            return
-        last = rows[-1][0]
+        params = [layout.collection]
+    table = sql.Identifier(layout.schema, layout.table)
+    # ORDER BY 1, the key: by name it can be ambiguous (the id is the key again, cast to text)
+    first = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY 1 LIMIT %s").format(columns, table, rows_of)
+    after = sql.SQL("SELECT {} FROM {} WHERE {} AND {} > %s ORDER BY 1 LIMIT %s").format(columns, table, rows_of, key)
+    rows = raw.execute(first, [*params, batch]).fetchall()
+    while rows:
         yield [ForeignRow(eid, text, meta, None if v is None else v.to_numpy()) for _, eid, text, meta, v in rows]
+        rows = raw.execute(after, [*params, rows[-1][0], batch]).fetchall()
