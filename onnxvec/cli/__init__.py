@@ -10,7 +10,18 @@ from alembic.util import CommandError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
-from onnxvec.cli import collections, documents, ingest, keys, models, search, serve, services, sources  # noqa: F401  (they add the commands)
+from onnxvec.cli import (  # noqa: F401  (they add the commands)
+    collections,
+    documents,
+    imports,
+    ingest,
+    keys,
+    models,
+    search,
+    serve,
+    services,
+    sources,
+)
 from onnxvec.cli.common import app
 from onnxvec.errors import OnnxvecError
 

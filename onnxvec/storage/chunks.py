@@ -78,8 +78,14 @@ _STAGING = (
 
 
 def write_chunks(conn: Connection, collection: Collection, document_id: int, chunks: Iterable[ChunkRow]) -> int:
-    """COPY chunks and their vectors in binary, with their tsvector in the collection's language; runs
-    inside the caller's transaction."""
+    """COPY one document's chunks and their vectors in binary, with their tsvector in the collection's
+    language; runs inside the caller's transaction."""
+    return write_chunks_of(conn, collection, ((document_id, chunk) for chunk in chunks))
+
+
+def write_chunks_of(conn: Connection, collection: Collection, rows: Iterable[tuple[int, ChunkRow]]) -> int:
+    """`write_chunks` for many documents at once, (document id, chunk) pairs in one COPY: an import
+    writes a batch of one-chunk documents without a statement per document."""
     raw = vector_connection(conn)
     count = 0
     conn.execute(text(_STAGING))
@@ -91,7 +97,7 @@ def write_chunks(conn: Connection, collection: Collection, document_id: int, chu
         ) as copy,
     ):
         copy.set_types(["int8", "int4", "text", "text", "int4", "vector", "text"])
-        for chunk in chunks:
+        for document_id, chunk in rows:
             if chunk.embedding.shape != (collection.dims,):
                 raise StoreError(
                     f"{collection.name} stores {collection.dims}-d vectors, got shape {chunk.embedding.shape}"

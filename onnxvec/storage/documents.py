@@ -86,6 +86,38 @@ def register(conn: Connection, collection: Collection, docs: Sequence[SourceDocu
     return Registered(queued, failed, len(docs) - len(queued) - failed)
 
 
+def put_done(conn: Connection, collection: Collection, docs: Sequence[SourceDocument]) -> dict[str, tuple[int, bool]]:
+    """Insert or update documents that arrive with their vectors (an import), as done: nothing is queued.
+    Returns the new and changed ones by external id, as (document id, new?); a document whose content
+    hash, metadata and state are as given is left alone and not returned. The caller writes the chunks."""
+    rows = conn.execute(
+        text(
+            "INSERT INTO documents (collection_id, external_id, source, content_hash, metadata, content, state)"
+            " SELECT :cid, t.external_id, t.source, t.content_hash, t.metadata, t.content, 'done'"
+            " FROM unnest(CAST(:eids AS text[]), CAST(:sources AS text[]), CAST(:hashes AS text[]),"
+            " CAST(:metas AS jsonb[]), CAST(:contents AS text[]))"
+            " AS t(external_id, source, content_hash, metadata, content)"
+            " ON CONFLICT (collection_id, external_id) DO UPDATE SET source = EXCLUDED.source,"
+            " content_hash = EXCLUDED.content_hash, metadata = EXCLUDED.metadata, content = EXCLUDED.content,"
+            " state = 'done', last_error = NULL, attempts = 0, lease_owner = NULL, lease_until = NULL,"
+            " enqueued_at = NULL, updated_at = now()"
+            " WHERE documents.content_hash IS DISTINCT FROM EXCLUDED.content_hash"
+            " OR documents.metadata IS DISTINCT FROM EXCLUDED.metadata OR documents.state <> 'done'"
+            " RETURNING external_id, id, xmax = 0"
+        ),
+        {
+            "cid": collection.id,
+            "eids": [d.external_id for d in docs],
+            "sources": [d.source for d in docs],
+            "hashes": [d.content_hash for d in docs],
+            "metas": [json.dumps(d.metadata, default=str) for d in docs],
+            "contents": [d.text for d in docs],
+        },
+    ).all()
+    conn.execute(text("DELETE FROM chunks WHERE document_id = ANY(:ids)"), {"ids": [doc_id for _, doc_id, _ in rows]})
+    return {eid: (doc_id, new) for eid, doc_id, new in rows}
+
+
 @dataclass(frozen=True)
 class Described:
     external_id: str
