@@ -101,7 +101,9 @@ def read(raw: psycopg.Connection, layout: Layout, batch: int = 500) -> Iterator[
         [
             key,
             sql.SQL("CAST({} AS text)").format(sql.Identifier(layout.id_column)),
-            *map(sql.Identifier, (layout.text_column, layout.metadata_column, layout.vector_column)),
+            *map(sql.Identifier, (layout.text_column, layout.metadata_column)),
+            # halfvec and real[] columns (some LangChain forks) cast to vector as pgvector defines it
+            sql.SQL("CAST({} AS vector)").format(sql.Identifier(layout.vector_column)),
         ]
     )
     rows_of: sql.Composable = sql.SQL("true")

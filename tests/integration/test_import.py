@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import pytest
@@ -96,17 +97,19 @@ def langchain_pgvector(conn, vectors: list[str], name: str) -> None:
         )
 
 
-def langchain_pgvectorstore(conn, vectors: list[str], name: str, dims: int = 384) -> None:
-    """langchain_postgres v2 PGVectorStore (PGEngine.init_vectorstore_table's defaults): one table."""
+def langchain_pgvectorstore(conn, vectors: list[str], name: str, dims: int = 384, column: str = "") -> None:
+    """langchain_postgres v2 PGVectorStore (PGEngine.init_vectorstore_table's defaults): one table; its
+    embedding column a vector(dims), or another type pgvector casts to vector (`column`)."""
+    column = column or f"vector({dims})"
     conn.execute(
         text(
             f'CREATE TABLE "{name}" (langchain_id uuid PRIMARY KEY, content text NOT NULL,'
-            f" embedding vector({dims}) NOT NULL, langchain_metadata json)"
+            f" embedding {column} NOT NULL, langchain_metadata json)"
         )
     )
     for i, (t, v) in enumerate(zip(TEXTS, vectors, strict=True)):
         conn.execute(
-            text(f'INSERT INTO "{name}" VALUES (:id, :t, CAST(:v AS vector), CAST(:m AS json))'),
+            text(f'INSERT INTO "{name}" VALUES (:id, :t, CAST(CAST(:v AS vector) AS {column}), CAST(:m AS json))'),
             {"id": uuid.uuid5(uuid.NAMESPACE_URL, f"{name}/{i}"), "t": t, "v": v, "m": json.dumps(_metadata(i))},
         )
 
@@ -142,6 +145,8 @@ def llamaindex_pgvectorstore(conn, vectors: list[str], name: str) -> None:
 STORES = {
     "lc-pgvector": ("langchain", langchain_pgvector, "skipped 1 no text, 1 no vector"),
     "lc-store": ("langchain", langchain_pgvectorstore, "skipped 0"),
+    "lc-store-real": ("langchain", partial(langchain_pgvectorstore, column="real[]"), "skipped 0"),  # forks
+    "lc-store-halfvec": ("langchain", partial(langchain_pgvectorstore, column="halfvec(384)"), "skipped 0"),
     "llama": ("llamaindex", llamaindex_pgvectorstore, "skipped 1 metadata jsonb cannot hold"),
 }
 
