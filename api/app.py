@@ -31,6 +31,7 @@ from api.rerank import router as rerank_router
 from api.routes import JSON, router
 from api.schemas import Health, NotReady, Ready, error_responses
 from api.sources import router as sources_router
+from api.versions import router as versions_router
 from onnxvec.chat.service import ChatService
 from onnxvec.config import Settings, get_settings
 from onnxvec.embedding.service import EmbeddingService
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     shared = error_responses(401, 408, 429, 503)  # Guard's: auth (its key lookup reads the database) and limits
     app.include_router(router, dependencies=secured, responses=shared)
     app.include_router(collections_router, dependencies=secured, responses=shared)
+    app.include_router(versions_router, dependencies=secured, responses=shared)
     app.include_router(chat_router, dependencies=secured, responses=shared)
     app.include_router(completions_router, dependencies=secured, responses=shared)
     app.include_router(sources_router, dependencies=secured, responses=shared)

@@ -90,3 +90,41 @@ class Deleted(BaseModel):
     id: str
     object: Literal["collection.deleted", "document.deleted"]
     deleted: Literal[True]
+
+
+class VersionRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra={"examples": [{"model": "all-MiniLM-L6-v2-fp32"}]}
+    )
+
+    model: str | None = Field(default=None, description="a pulled embedding model (default: the active version's)")
+    metric: Metric | None = None
+    chunk_tokens: int_range(MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS) | None = None
+    chunk_overlap: int_range(0, MAX_CHUNK_TOKENS - 1) | None = None
+    activate: bool = Field(default=True, description="switch to the new version once it is built")
+
+
+class VersionObject(BaseModel):
+    object: Literal["collection.version"]
+    collection: str
+    version: int
+    model: str
+    dims: int
+    metric: Metric
+    chunk_tokens: int
+    chunk_overlap: int
+    state: Literal["building", "paused", "ready"]
+    active: bool
+    progress: float = Field(description="share of the collection's done documents built, 0 to 1")
+    eta_seconds: float | None = Field(description="at the pace so far; null before the first batch or once built")
+    documents: int = Field(description="documents built into this version by its build")
+    chunks: int
+    embedded_chunks: int = Field(description="chunks its build embedded")
+    reused_chunks: int = Field(description="chunks its build took from a version with the same model")
+    created_at: int = Field(description="Unix seconds")
+    built_at: int | None = Field(description="Unix seconds")
+
+
+class VersionList(BaseModel):
+    object: Literal["list"]
+    data: list[VersionObject]

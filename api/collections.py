@@ -49,6 +49,7 @@ def collection_object(collection: Collection, states: dict[str, int], chunks: in
         "language": collection.language,
         "documents": states,
         "chunks": chunks,
+        "version": collection.version,
     }
 
 

@@ -175,6 +175,7 @@ async def search(body: SearchRequest, request: Request) -> JSON:
             "collection": collection.name,
             "model": collection.model,
             "metric": collection.metric,
+            "version": collection.version,
             "mode": mode,
             "data": data,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},

@@ -270,6 +270,7 @@ class SearchResponse(BaseModel):
     collection: str
     model: str
     metric: Metric
+    version: int = Field(description="the collection's embedding version that answered (model and metric are its)")
     mode: SearchMode
     data: list[SearchHit]
     usage: Usage
@@ -287,6 +288,7 @@ class Collection(BaseModel):
     language: str = Field(description="the text search configuration its chunks and text queries are stemmed with")
     documents: dict[str, int] = Field(description="documents by state (pending, done, failed, ...)")
     chunks: int
+    version: int = Field(description="the active embedding version: model, dims, metric and chunking are its")
 
 
 class CollectionList(BaseModel):

@@ -55,6 +55,13 @@ class DocumentNotFound(StoreError):
         super().__init__(message, "document_id")
 
 
+class VersionNotFound(StoreError):
+    status, code = 404, "version_not_found"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "version")
+
+
 class SourceNotFound(StoreError):
     status, code = 404, "source_not_found"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -126,6 +127,38 @@ def tiny_chat(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory)
     folder = build_tiny_chat(tmp_path_factory.mktemp("tiny") / "genai")
     pull_local(model_store, "tiny-chat", folder)
     return "tiny-chat"
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_folder(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer BERT (32 dims) with the default model's tokenizer, saved as a sentence-transformers folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("encoder")
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(folder)
+    (folder / "tokenizer.json").write_bytes((model_store.path("all-MiniLM-L6-v2") / "tokenizer.json").read_bytes())
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(model_store: ModelStore, tiny_encoder_folder: Path) -> str:
+    """The tiny encoder converted into the store as `tiny-encoder`: a second embedding model, of other dims."""
+    from onnxvec.models.build.convert import convert_encoder
+
+    convert_encoder(model_store, "tiny-encoder", tiny_encoder_folder)
+    return "tiny-encoder"
 
 
 @pytest.fixture(scope="session")

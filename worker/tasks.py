@@ -13,9 +13,9 @@ from celery.signals import worker_process_init
 
 from onnxvec.config import get_settings
 from onnxvec.infra import broker, db
-from onnxvec.ingest import register, sync
+from onnxvec.ingest import reembed, register, sync
 from onnxvec.ingest.pipeline import Outcome, Pipeline
-from onnxvec.storage import table_sources
+from onnxvec.storage import table_sources, versions
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -91,11 +91,33 @@ def sync_tables() -> int:
     return applied
 
 
+@app.task(name=broker.BUILD_TASK, bind=True, max_retries=None)
+def build_version(self, version_id: int, cursor: int) -> str:
+    """One batch of an embedding version's build; the next goes to the back of the queue, so ingest
+    sent meanwhile is embedded first. A paused, finished or removed version's chain ends here."""
+    try:
+        step, cursor = reembed.build_step(pipeline(), version_id, cursor, settings.task_documents)
+    except TRANSIENT as exc:
+        log.warning("version %d build: transient error, retrying: %s", version_id, exc)
+        raise self.retry(exc=exc, countdown=min(MAX_BACKOFF_SECONDS, 2 ** min(self.request.retries, 6))) from exc
+    if step == "more":
+        broker.enqueue_build(app, version_id, cursor)
+    elif step == "done":
+        log.info("version %d built", version_id)
+    return step
+
+
 @app.task(name=broker.RECONCILE_TASK)
 def reconcile() -> int:
-    """Re-enqueue what Postgres says is unfinished but the queue may have lost."""
+    """Re-enqueue what Postgres says is unfinished but the queue may have lost: documents, and version
+    builds that made no progress for a lease (their worker killed, Redis flushed)."""
     ids = pipeline().stale(queue_empty=broker.queue_depth(settings.redis_url) == 0)
     if ids:
         log.info("reconciler re-enqueues %d documents", len(ids))
         register.dispatch(pipeline().db, app, ids, settings.task_documents)
+    with pipeline().db.connect() as conn:
+        builds = versions.building(conn, settings.lease_seconds)
+    for version_id, cursor in builds:
+        log.info("reconciler resumes the build of version %d", version_id)
+        broker.enqueue_build(app, version_id, cursor)
     return len(ids)

@@ -21,6 +21,7 @@ from onnxvec.cli import (  # noqa: F401  (they add the commands)
     serve,
     services,
     sources,
+    versions,
 )
 from onnxvec.cli.common import app
 from onnxvec.errors import OnnxvecError

@@ -16,6 +16,7 @@ from onnxvec.config import Settings
 EMBED_TASK = "onnxvec.embed_documents"
 RECONCILE_TASK = "onnxvec.reconcile"
 SYNC_TASK = "onnxvec.sync_tables"
+BUILD_TASK = "onnxvec.build_version"
 QUEUE = "onnxvec"
 
 
@@ -53,6 +54,12 @@ def enqueue(app: Celery, ids: Sequence[int], per_task: int) -> int:
         app.send_task(EMBED_TASK, args=[list(ids[start : start + per_task])])
         sent += 1
     return sent
+
+
+def enqueue_build(app: Celery, version_id: int, cursor: int = 0) -> None:
+    """One batch of a version build (the documents after `cursor`), behind whatever ingest is already
+    queued: fresh documents come first."""
+    app.send_task(BUILD_TASK, args=[version_id, cursor])
 
 
 def queue_depth(redis_url: str) -> int:

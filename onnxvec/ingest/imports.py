@@ -85,10 +85,20 @@ def _engine(settings: Settings, db: Engine, collection_name: str, model: str | N
         existing = None
     if existing and model and model != existing.model:
         raise StoreError(f"collection {collection_name!r} uses {existing.model}, not {model}", "model")
+    if existing and len(_versions(db, existing)) > 1:  # vectors of one model cannot fill the others
+        raise StoreError(
+            f"collection {collection_name!r} has more than one embedding version: import when the build is"
+            " done and the others pruned (onnxvec collections prune-versions)"
+        )
     registry = EngineRegistry(settings)
     name = existing.model if existing else model or settings.embedding_model
     pull(registry.store, name)
     return registry.engine(name)
+
+
+def _versions(db: Engine, collection: collections.Collection) -> list[collections.Collection]:
+    with db.connect() as conn:
+        return collections.every_version(conn, collection.id)
 
 
 def _sample(pages: Iterator[list[ForeignRow]], n: int) -> list[ForeignRow]:

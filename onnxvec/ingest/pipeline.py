@@ -1,8 +1,9 @@
 """The worker's job for one batch of document ids: claim, chunk, embed what changed, write, finish.
 
-Each batch is one claim transaction, one embedding pass (token-budget batches across all its
-documents' chunks) and one write transaction per collection that replaces the documents' chunks and
-marks them done. Chunks whose text is unchanged keep their stored vectors.
+Each batch is one claim transaction, one embedding pass per version of each collection (token-budget
+batches across all its documents' chunks) and one write transaction per collection that replaces the
+documents' chunks in every version and marks them done. Chunks whose text is unchanged keep their
+stored vectors, as do those of a version with the same model (onnxvec/ingest/reembed.py builds one).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from onnxvec.embedding.chunker import Chunk, chunk_text
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.embedding.registry import EngineRegistry
 from onnxvec.errors import ModelNotFound
-from onnxvec.storage import chunks, collections, documents
+from onnxvec.storage import chunks, collections, documents, versions
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +38,27 @@ class Outcome:
     reused_chunks: int = 0
 
 
+@dataclass
+class Prepared:
+    """Documents chunked and embedded for one version of their collection."""
+
+    rows: dict[int, list[chunks.ChunkRow]]
+    errors: dict[int, str]  # documents that gave no chunk
+    embedded: int
+    reused: int
+
+
 class Pipeline:
-    """Per worker process: models loaded once, collections looked up once."""
+    """Per worker process: models loaded once."""
 
     def __init__(self, settings: Settings, db: Engine) -> None:
         self.settings = settings
         self.db = db
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
         self.models = EngineRegistry(settings)
-        self._collections: dict[int, collections.Collection] = {}
 
     def embedder(self, model: str) -> EmbeddingEngine:
         return self.models.engine(model)
-
-    def collection(self, collection_id: int) -> collections.Collection:
-        if collection_id not in self._collections:
-            with self.db.connect() as conn:
-                self._collections[collection_id] = collections.get_collection_by_id(conn, collection_id)
-        return self._collections[collection_id]
 
     def process(self, ids: Sequence[int]) -> Outcome:
         outcome = Outcome()
@@ -94,62 +98,74 @@ class Pipeline:
         for doc in claimed:
             by_collection[doc.collection_id].append(doc)
         for collection_id, docs in by_collection.items():
-            collection = self.collection(collection_id)
-            try:
-                engine = self.embedder(collection.model)
-            except ModelNotFound as exc:  # permanent for this collection; documents of others in the batch go on
-                with self.db.begin() as conn:
-                    for doc in docs:
-                        documents.fail(conn, self.owner, doc.id, f"embedding model unavailable: {exc}")
-                outcome.failed += len(docs)
-                continue
-            self._process_collection(collection, engine, docs, outcome)
+            self._fail({doc.id: doc.last_error or "document has no content" for doc in docs if doc.content is None})
+            outcome.failed += sum(doc.content is None for doc in docs)
+            texts = {doc.id: doc.content for doc in docs if doc.content is not None}
+            if texts:
+                self._process_collection(collection_id, texts, {doc.id: doc.content_hash for doc in docs}, outcome)
 
-    def _process_collection(
-        self, collection: collections.Collection, engine: EmbeddingEngine, docs: list[documents.Claimed], out: Outcome
-    ) -> None:
-        chunked: dict[int, list[Chunk]] = {}
-        errors: dict[int, str] = {}
-        for doc in docs:
-            if doc.content is None:
-                errors[doc.id] = doc.last_error or "document has no content"
-            elif not (
-                pieces := chunk_text(
-                    doc.content,
-                    engine.tokenizer,
-                    min(collection.chunk_tokens, engine.passage_tokens),
-                    collection.chunk_overlap,
-                )
-            ):
-                errors[doc.id] = "empty text: nothing to embed"
-            else:
-                chunked[doc.id] = pieces
-        if errors:
+    def _process_collection(self, collection_id: int, texts: dict[int, str], hashes: dict, out: Outcome) -> None:
+        """Chunk and embed for every version of the collection, then write them all in one transaction.
+        A version that appears meanwhile (a re-embed started) is prepared too before anything is written,
+        so no document is done without its chunks in each version."""
+        prepared: dict[int, tuple[collections.Collection, Prepared]] = {}
+        while texts:
+            with self.db.connect() as conn:
+                targets = collections.every_version(conn, collection_id)
+            try:
+                for target in targets:
+                    if target.version_id not in prepared:
+                        prepared[target.version_id] = (target, self.prepare(target, texts))
+            except ModelNotFound as exc:  # permanent for this collection; documents of others in the batch go on
+                self._fail(dict.fromkeys(texts, f"embedding model unavailable: {exc}"))
+                out.failed += len(texts)
+                return
+            errors = {doc_id: error for _, ready in prepared.values() for doc_id, error in ready.errors.items()}
+            if errors:
+                self._fail(errors)
+                out.failed += len(errors)
+                texts = {doc_id: content for doc_id, content in texts.items() if doc_id not in errors}
+                continue
             with self.db.begin() as conn:
-                for doc_id, error in errors.items():
-                    documents.fail(conn, self.owner, doc_id, error)
-            out.failed += len(errors)
-        if not chunked:
+                if not set(versions.lock_collection(conn, collection_id)) <= set(prepared):
+                    continue
+                writes = [(target, ready.rows) for target, ready in prepared.values()]
+                written = documents.finish(conn, self.owner, {d: hashes[d] for d in texts}, writes)
+            out.done += len(written)
+            out.skipped += len(texts) - len(written)
+            out.embedded_chunks += sum(ready.embedded for _, ready in prepared.values())
+            out.reused_chunks += sum(ready.reused for _, ready in prepared.values())
             return
+
+    def prepare(self, collection: collections.Collection, texts: dict[int, str]) -> Prepared:
+        """Chunk documents as the collection's version does and embed the chunks no stored vector of its
+        model covers. ModelNotFound when the version's model is not here."""
+        engine = self.embedder(collection.model)
+        size = min(collection.chunk_tokens, engine.passage_tokens)
+        chunked = {
+            doc_id: chunk_text(content, engine.tokenizer, size, collection.chunk_overlap)
+            for doc_id, content in texts.items()
+        }
+        errors = {doc_id: "empty text: nothing to embed" for doc_id, pieces in chunked.items() if not pieces}
+        chunked = {doc_id: pieces for doc_id, pieces in chunked.items() if pieces}
+        if not chunked:
+            return Prepared({}, errors, 0, 0)
         with self.db.connect() as conn:
-            stored = chunks.existing_vectors(conn, list(chunked))
+            stored = chunks.existing_vectors(conn, list(chunked), collection.model)
         todo = [
             (doc_id, c) for doc_id, pieces in chunked.items() for c in pieces if (doc_id, c.content_hash) not in stored
         ]
         result = engine.embed_ids([engine.passage_ids(c.token_ids) for _, c in todo])
         fresh = {(doc_id, c.ordinal): v for (doc_id, c), v in zip(todo, result.vectors, strict=True)}
-        hashes = {doc.id: doc.content_hash for doc in docs}
         special = engine.tokenizer.max_length - engine.passage_tokens  # special tokens and passage prefix
-        results = {
-            doc_id: (hashes[doc_id], [_row(doc_id, c, fresh, stored, special) for c in pieces])
-            for doc_id, pieces in chunked.items()
-        }
-        with self.db.begin() as conn:
-            written = documents.finish(conn, self.owner, collection, results)
-        out.done += len(written)
-        out.skipped += len(chunked) - len(written)
-        out.embedded_chunks += len(todo)
-        out.reused_chunks += sum(len(c) for c in chunked.values()) - len(todo)
+        rows = {doc_id: [_row(doc_id, c, fresh, stored, special) for c in pieces] for doc_id, pieces in chunked.items()}
+        return Prepared(rows, errors, len(todo), sum(len(pieces) for pieces in chunked.values()) - len(todo))
+
+    def _fail(self, errors: dict[int, str]) -> None:
+        if errors:
+            with self.db.begin() as conn:
+                for doc_id, error in errors.items():
+                    documents.fail(conn, self.owner, doc_id, error)
 
     def release(self, ids: Sequence[int], error: str) -> None:
         """After a transient failure: give this process's claims back as pending."""

@@ -117,14 +117,22 @@ def write_chunks_of(conn: Connection, collection: Collection, rows: Iterable[tup
     conn.execute(
         text(
             "WITH moved AS (DELETE FROM chunk_rows RETURNING *)"
-            " INSERT INTO chunks"
-            " (collection_id, document_id, ordinal, text, content_hash, token_count, embedding, section, tsv)"
-            " SELECT :c, document_id, ordinal, text, content_hash, token_count, embedding, section,"
-            " to_tsvector(CAST(:language AS regconfig), text) FROM moved"
+            " INSERT INTO chunks (collection_id, version_id, document_id, ordinal, text, content_hash, token_count,"
+            " embedding, section, tsv) SELECT :c, :v, document_id, ordinal, text, content_hash, token_count,"
+            " embedding, section, to_tsvector(CAST(:language AS regconfig), text) FROM moved"
         ),
-        {"c": collection.id, "language": collection.language},
+        {"c": collection.id, "v": collection.version_id, "language": collection.language},
     )
     return count
+
+
+def replace_chunks(conn: Connection, collection: Collection, rows: dict[int, list[ChunkRow]]) -> int:
+    """Each document's chunks in the collection's version, replaced by these (none: removed)."""
+    conn.execute(
+        text("DELETE FROM chunks WHERE version_id = :v AND document_id = ANY(:ids)"),
+        {"v": collection.version_id, "ids": list(rows)},
+    )
+    return write_chunks_of(conn, collection, ((doc_id, chunk) for doc_id, pieces in rows.items() for chunk in pieces))
 
 
 def search(
@@ -150,8 +158,8 @@ def search(
     conn.execute(text(f"SET LOCAL hnsw.ef_search = {min(max(int(ef_search), int(k)), MAX_K)}"))
     conn.execute(text("SET LOCAL hnsw.iterative_scan = strict_order"))
     chunks = conn.execute(
-        text("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE collection_id = :c LIMIT :n) s"),
-        {"c": collection.id, "n": EXACT_SEARCH_MAX_CHUNKS + 1},
+        text("SELECT count(*) FROM (SELECT 1 FROM chunks WHERE version_id = :v LIMIT :n) s"),
+        {"v": collection.version_id, "n": EXACT_SEARCH_MAX_CHUNKS + 1},
     ).scalar_one()
     distance = f"{collection.vector_expr} {OPERATOR[collection.metric]} CAST(:q AS vector({int(collection.dims)}))"
     # an ORDER BY the HNSW index cannot serve makes a small collection's search exact (its rows come
@@ -208,8 +216,9 @@ _HIT_COLUMNS = "c.id, c.document_id, d.external_id, d.source, d.metadata, c.ordi
 
 
 def _where(conn: Connection, collection: Collection, filter: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    """The collection's chunks that pass the metadata filter: the same conditions for every kind of search."""
-    where = f"c.collection_id = {int(collection.id)}"
+    """The chunks of the collection's version that pass the metadata filter: the same conditions for
+    every kind of search (the version predicate is the one its HNSW index is partial on)."""
+    where = f"c.version_id = {int(collection.version_id)}"
     if not filter:
         return where, {}
     clauses, params = metadata_filter(filter, collection.hidden_metadata)
@@ -237,10 +246,14 @@ def score(metric: str, distance: float) -> float:
     return 1.0 - distance if metric == "cosine" else -distance  # pgvector's <#> is the negative inner product
 
 
-def existing_vectors(conn: Connection, doc_ids: Sequence[int]) -> dict[tuple[int, str], np.ndarray]:
-    """Stored vectors by (document, chunk content hash): unchanged chunks are not embedded again."""
+def existing_vectors(conn: Connection, doc_ids: Sequence[int], model: str) -> dict[tuple[int, str], np.ndarray]:
+    """Vectors `model` gave these documents' chunks, in any version of their collection, by (document,
+    chunk content hash): unchanged chunks are not embedded again, nor those a new version with the same
+    model re-uses (a metric or chunking change)."""
     cur = vector_connection(conn).execute(
-        "SELECT document_id, content_hash, embedding FROM chunks WHERE document_id = ANY(%s)",
-        (list(doc_ids),),
+        "SELECT DISTINCT ON (c.document_id, c.content_hash) c.document_id, c.content_hash, c.embedding"
+        " FROM chunks c JOIN embedding_versions v ON v.id = c.version_id"
+        " WHERE c.document_id = ANY(%s) AND v.model = %s",
+        (list(doc_ids), model),
     )
     return {(doc_id, digest): vector.to_numpy() for doc_id, digest, vector in cur}

@@ -1,10 +1,11 @@
-"""Collections: their rows (model, dims, metric, chunking, hidden metadata, text search language) and
-each one's own HNSW index.
+"""Collections: their rows (name, hidden metadata, text search language), read together with an
+embedding version (model, dims, metric, chunking: onnxvec/storage/versions.py), the active one unless
+another is asked for.
 
 Every collection's vectors live in the shared ``chunks`` table (untyped ``vector`` column). Each
-collection gets a partial HNSW index on ``embedding::vector(<dims>)`` with the opclass of its metric,
-restricted to ``collection_id = <id>``; searches (onnxvec/storage/chunks.py) repeat that exact
-expression and predicate so the planner uses the collection's own index.
+version gets a partial HNSW index on ``embedding::vector(<dims>)`` with the opclass of its metric,
+restricted to ``version_id = <id>``; searches (onnxvec/storage/chunks.py) repeat that exact
+expression and predicate so the planner uses the version's own index.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from sqlalchemy.exc import IntegrityError
 
 from onnxvec.config import default
 from onnxvec.errors import CollectionNotFound, StoreError
+from onnxvec.storage import versions
+from onnxvec.storage.versions import OPCLASS
 from onnxvec.values import unstorable
 
 Metric = Literal["cosine", "l2", "ip"]
-
-
-OPCLASS: dict[str, str] = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 
 
 MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 8, 8192  # a chunk longer than its model's input is cut to it when embedded
@@ -43,13 +43,20 @@ class Collection:
     chunk_overlap: int
     hidden_metadata: tuple[str, ...] = ()  # dotted metadata paths search never returns nor filters on
     language: str = "english"  # the text search configuration its chunks and full-text queries are stemmed with
+    version: int = 1  # the embedding version the model, dims, metric and chunking above are of
+    version_id: int = 0  # that version's row: its chunks carry it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_metadata", tuple(self.hidden_metadata))  # a text[] reads as a list
 
     @property
     def index_name(self) -> str:
-        return f"chunks_hnsw_{self.id}"
+        return versions.index_name(self.version_id)
+
+    @property
+    def settings(self) -> dict:
+        """The version's settings, as versions.insert takes them."""
+        return {name: getattr(self, name) for name in versions.SETTINGS.split(", ")}
 
     @property
     def vector_expr(self) -> str:
@@ -57,9 +64,10 @@ class Collection:
 
 
 _COLLECTION_COLUMNS = (
-    "id, name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens, chunk_overlap, hidden_metadata,"
-    " language"
+    "c.id, c.name, v.model, v.dims, v.metric, v.hnsw_m, v.hnsw_ef_construction, v.chunk_tokens, v.chunk_overlap,"
+    " c.hidden_metadata, c.language, v.version, v.id"
 )
+_ACTIVE = f"SELECT {_COLLECTION_COLUMNS} FROM collections c JOIN embedding_versions v ON v.id = c.active_version_id"
 
 
 def create_collection(
@@ -79,41 +87,42 @@ def create_collection(
     """Insert a collection and build its (empty, so instant) HNSW index in the same transaction."""
     hidden = _metadata_paths(hidden_metadata)
     _check_language(conn, language)
-    if metric not in OPCLASS:
-        raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {metric!r}", "metric")
-    if not MIN_CHUNK_TOKENS <= chunk_tokens <= MAX_CHUNK_TOKENS or not 0 <= chunk_overlap < chunk_tokens:
-        raise StoreError(
-            f"chunks are {MIN_CHUNK_TOKENS} to {MAX_CHUNK_TOKENS} tokens with an overlap below their size,"
-            f" not {chunk_tokens} with {chunk_overlap}",
-            "chunk_tokens" if not MIN_CHUNK_TOKENS <= chunk_tokens <= MAX_CHUNK_TOKENS else "chunk_overlap",
-        )
+    settings = {
+        "model": model,
+        "dims": dims,
+        "metric": metric,
+        "hnsw_m": hnsw_m,
+        "hnsw_ef_construction": hnsw_ef_construction,
+        "chunk_tokens": chunk_tokens,
+        "chunk_overlap": chunk_overlap,
+    }
+    check_settings(settings)
     if not name or len(name) > MAX_NAME or unstorable(name):
         raise StoreError(f"a collection name is 1 to {MAX_NAME} characters of valid text, not {name[:40]!r}", "name")
-    row = conn.execute(
+    collection_id = conn.execute(
         text(
-            f"INSERT INTO collections (name, model, dims, metric, hnsw_m, hnsw_ef_construction, chunk_tokens,"
-            f" chunk_overlap, hidden_metadata, language)"
-            f" VALUES (:name, :model, :dims, :metric, :m, :ef, :ct, :co, :hidden, :language)"
-            f" ON CONFLICT (name) DO NOTHING RETURNING {_COLLECTION_COLUMNS}"
+            "INSERT INTO collections (name, hidden_metadata, language) VALUES (:name, :hidden, :language)"
+            " ON CONFLICT (name) DO NOTHING RETURNING id"
         ),
-        {
-            "name": name,
-            "model": model,
-            "dims": dims,
-            "metric": metric,
-            "m": hnsw_m,
-            "ef": hnsw_ef_construction,
-            "ct": chunk_tokens,
-            "co": chunk_overlap,
-            "hidden": hidden,
-            "language": language,
-        },
-    ).one_or_none()
-    if row is None:
+        {"name": name, "hidden": hidden, "language": language},
+    ).scalar_one_or_none()
+    if collection_id is None:
         raise StoreError(f"collection {name!r} already exists", "name")  # no 409 in onnxvec/errors.py
-    collection = Collection(*row)
-    create_index(conn, collection)
-    return collection
+    versions.set_active(conn, collection_id, versions.insert(conn, collection_id, settings, state="ready"))
+    return get_collection_by_id(conn, collection_id)
+
+
+def check_settings(settings: dict) -> None:
+    """A metric pgvector indexes, and chunks of a size a model can take with an overlap below it."""
+    if settings["metric"] not in OPCLASS:
+        raise StoreError(f"metric must be one of {sorted(OPCLASS)}, not {settings['metric']!r}", "metric")
+    tokens, overlap = settings["chunk_tokens"], settings["chunk_overlap"]
+    if not MIN_CHUNK_TOKENS <= tokens <= MAX_CHUNK_TOKENS or not 0 <= overlap < tokens:
+        raise StoreError(
+            f"chunks are {MIN_CHUNK_TOKENS} to {MAX_CHUNK_TOKENS} tokens with an overlap below their size,"
+            f" not {tokens} with {overlap}",
+            "chunk_tokens" if not MIN_CHUNK_TOKENS <= tokens <= MAX_CHUNK_TOKENS else "chunk_overlap",
+        )
 
 
 def _check_language(conn: Connection, language: str) -> None:
@@ -129,53 +138,69 @@ def _check_language(conn: Connection, language: str) -> None:
 
 
 def create_index(conn: Connection, collection: Collection) -> None:
-    """The collection's own HNSW index: its vectors only, typed to its dims, with its metric's opclass."""
-    conn.execute(
-        text(
-            f"CREATE INDEX IF NOT EXISTS {collection.index_name} ON chunks USING hnsw"
-            f" ({collection.vector_expr} {OPCLASS[collection.metric]})"
-            f" WITH (m = {int(collection.hnsw_m)}, ef_construction = {int(collection.hnsw_ef_construction)})"
-            f" WHERE collection_id = {int(collection.id)}"
-        )
-    )
+    """The version's own HNSW index (after a bulk load that dropped it)."""
+    versions.create_index(conn, collection.version_id, collection.settings)
 
 
 def drop_index(conn: Connection, collection: Collection) -> None:
-    """Before dropping a collection, or to build the index after a bulk load."""
+    """To build the index after a bulk load."""
     conn.execute(text(f"DROP INDEX IF EXISTS {collection.index_name}"))
 
 
 def get_collection(conn: Connection, name: str) -> Collection:
-    return _one_collection(conn, "name = :key", name, f"collection {name!r} does not exist")
+    return _one_collection(conn, "c.name = :key", name, f"collection {name!r} does not exist")
 
 
 def get_collection_by_id(conn: Connection, collection_id: int) -> Collection:
-    return _one_collection(conn, "id = :key", collection_id, f"collection {collection_id} does not exist")
+    return _one_collection(conn, "c.id = :key", collection_id, f"collection {collection_id} does not exist")
+
+
+def every_version(conn: Connection, collection_id: int) -> list[Collection]:
+    """The collection at each of its versions, oldest first: what an ingest writes to."""
+    rows = conn.execute(
+        text(
+            f"SELECT {_COLLECTION_COLUMNS} FROM collections c JOIN embedding_versions v ON v.collection_id = c.id"
+            " WHERE c.id = :c ORDER BY v.id"
+        ),
+        {"c": collection_id},
+    )
+    return [Collection(*row) for row in rows]
+
+
+def at_version(conn: Connection, version_id: int) -> Collection | None:
+    """The collection at one version (a build's target); None when the version is gone."""
+    row = conn.execute(
+        text(
+            f"SELECT {_COLLECTION_COLUMNS} FROM collections c JOIN embedding_versions v ON v.collection_id = c.id"
+            " WHERE v.id = :v"
+        ),
+        {"v": version_id},
+    ).one_or_none()
+    return None if row is None else Collection(*row)
 
 
 def _one_collection(conn: Connection, where: str, key: object, missing: str) -> Collection:
     if isinstance(key, str) and unstorable(key):  # no collection can have such a name
         raise CollectionNotFound(missing)
-    row = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections WHERE {where}"), {"key": key}).one_or_none()
+    row = conn.execute(text(f"{_ACTIVE} WHERE {where}"), {"key": key}).one_or_none()
     if row is None:
         raise CollectionNotFound(missing)
     return Collection(*row)
 
 
 def list_collections(conn: Connection) -> list[Collection]:
-    rows = conn.execute(text(f"SELECT {_COLLECTION_COLUMNS} FROM collections ORDER BY name"))
+    rows = conn.execute(text(f"{_ACTIVE} ORDER BY c.name"))
     return [Collection(*row) for row in rows]
 
 
 def hide_metadata(conn: Connection, name: str, paths: Iterable[str]) -> Collection:
     """Replace the collection's hidden metadata paths (none: everything is shown again)."""
-    row = conn.execute(
-        text(f"UPDATE collections SET hidden_metadata = :paths WHERE name = :name RETURNING {_COLLECTION_COLUMNS}"),
-        {"paths": _metadata_paths(paths), "name": name},
-    ).one_or_none()
-    if row is None:
-        raise CollectionNotFound(f"collection {name!r} does not exist")
-    return Collection(*row)
+    collection = get_collection(conn, name)
+    conn.execute(
+        text("UPDATE collections SET hidden_metadata = :paths WHERE id = :id"),
+        {"paths": _metadata_paths(paths), "id": collection.id},
+    )
+    return get_collection_by_id(conn, collection.id)
 
 
 def _metadata_paths(paths: Iterable[str]) -> list[str]:
@@ -190,9 +215,12 @@ def drop_collection(conn: Connection, name: str) -> None:
     """Delete a collection, its documents and chunks, and its index. A collection a table source
     feeds is refused (the database keeps the source's triggers pointing at it): remove the source first."""
     collection = get_collection(conn, name)
+    indexed = versions.lock_collection(conn, collection.id, exclusive=True)
     try:
         with conn.begin_nested():
+            conn.execute(text("UPDATE collections SET active_version_id = NULL WHERE id = :id"), {"id": collection.id})
             conn.execute(text("DELETE FROM collections WHERE id = :id"), {"id": collection.id})
     except IntegrityError as exc:
         raise StoreError(f"a table source feeds {name!r}: remove it first (onnxvec sources rm NAME)") from exc
-    drop_index(conn, collection)
+    for version_id in indexed:
+        conn.execute(text(f"DROP INDEX IF EXISTS {versions.index_name(version_id)}"))

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage.chunks import ChunkRow, write_chunks
+from onnxvec.storage.chunks import ChunkRow, replace_chunks
 from onnxvec.storage.collections import Collection
 from onnxvec.values import unstorable
 
@@ -114,7 +114,10 @@ def put_done(conn: Connection, collection: Collection, docs: Sequence[SourceDocu
             "contents": [d.text for d in docs],
         },
     ).all()
-    conn.execute(text("DELETE FROM chunks WHERE document_id = ANY(:ids)"), {"ids": [doc_id for _, doc_id, _ in rows]})
+    conn.execute(
+        text("DELETE FROM chunks WHERE version_id = :v AND document_id = ANY(:ids)"),
+        {"v": collection.version_id, "ids": [doc_id for _, doc_id, _ in rows]},
+    )
     return {eid: (doc_id, new) for eid, doc_id, new in rows}
 
 
@@ -137,10 +140,10 @@ def describe(conn: Connection, collection: Collection, external_id: str) -> Desc
     row = conn.execute(
         text(
             "SELECT d.external_id, d.source, d.state, d.last_error, d.attempts, d.metadata,"
-            " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id), d.updated_at"
+            " (SELECT count(*) FROM chunks c WHERE c.document_id = d.id AND c.version_id = :v), d.updated_at"
             " FROM documents d WHERE d.collection_id = :cid AND d.external_id = :eid"
         ),
-        {"cid": collection.id, "eid": external_id},
+        {"cid": collection.id, "v": collection.version_id, "eid": external_id},
     ).one_or_none()
     return None if row is None else Described(*row)
 
@@ -184,27 +187,29 @@ def renew(conn: Connection, owner: str, ids: Sequence[int], lease_seconds: float
 
 
 def finish(
-    conn: Connection, owner: str, collection: Collection, results: dict[int, tuple[str, list[ChunkRow]]]
+    conn: Connection,
+    owner: str,
+    hashes: dict[int, str],
+    writes: Sequence[tuple[Collection, dict[int, list[ChunkRow]]]],
 ) -> list[int]:
-    """Replace each document's chunks and mark it done, in the caller's one transaction.
+    """Replace each document's chunks in every version written to and mark it done, in the caller's
+    one transaction.
 
-    Only documents still leased to `owner` with the content that was embedded are written: a worker
-    whose lease ran out, or whose document changed meanwhile, writes nothing for it.
+    Only documents still leased to `owner` with the content that was embedded (`hashes`) are written:
+    a worker whose lease ran out, or whose document changed meanwhile, writes nothing for it.
     """
-    hashes = {doc_id: digest for doc_id, (digest, _) in results.items()}
     held = conn.execute(
         text(
             "SELECT id, content_hash FROM documents WHERE id = ANY(:ids) AND lease_owner = :owner"
             " AND state = 'processing' ORDER BY id FOR UPDATE"
         ),
-        {"ids": list(results), "owner": owner},
+        {"ids": list(hashes), "owner": owner},
     ).all()
     kept = [doc_id for doc_id, digest in held if hashes[doc_id] == digest]
     if not kept:
         return []
-    conn.execute(text("DELETE FROM chunks WHERE document_id = ANY(:ids)"), {"ids": kept})
-    for doc_id in kept:
-        write_chunks(conn, collection, doc_id, results[doc_id][1])
+    for collection, rows in writes:
+        replace_chunks(conn, collection, {doc_id: rows[doc_id] for doc_id in kept})
     conn.execute(
         text(
             "UPDATE documents SET state = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL,"

@@ -31,8 +31,14 @@ def counts(conn: Connection, collection: Collection | None = None, ids: Sequence
         ),
         params,
     ).scalar_one()
-    chunk_where = "TRUE" if collection is None else "collection_id = :cid"
-    chunks = conn.execute(text(f"SELECT count(*) FROM chunks WHERE {chunk_where}"), params).scalar_one()
+    chunk_where = "TRUE" if collection is None else "ch.collection_id = :cid"
+    chunks = conn.execute(
+        text(
+            "SELECT count(*) FROM chunks ch JOIN collections c ON c.active_version_id = ch.version_id"
+            f" WHERE {chunk_where}"
+        ),
+        params,
+    ).scalar_one()
     states = {state: int(by_state.get(state, 0)) for state in ("pending", "processing", "done", "failed")}
     return {
         "documents": states,
@@ -83,7 +89,7 @@ def counts_by_collection(conn: Connection) -> list[tuple[str, str, int]]:
 def chunks_by_collection(conn: Connection) -> list[tuple[str, int]]:
     rows = conn.execute(
         text(
-            "SELECT c.name, count(ch.id) FROM collections c LEFT JOIN chunks ch ON ch.collection_id = c.id"
+            "SELECT c.name, count(ch.id) FROM collections c LEFT JOIN chunks ch ON ch.version_id = c.active_version_id"
             " GROUP BY c.name ORDER BY c.name"
         )
     )

@@ -26,29 +26,6 @@ pytestmark = pytest.mark.slow  # minutes: `pytest -m 'not slow'` leaves it out
 SENTENCES = ["The cat sits on the mat.", "Embeddings map text to vectors.", "A longer sentence " * 8]
 
 
-@pytest.fixture(scope="module")
-def encoder_folder(model_store: ModelStore, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random 2-layer BERT with the default model's tokenizer, saved as a sentence-transformers folder."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("encoder")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    BertModel(config).save_pretrained(folder)
-    (folder / "tokenizer.json").write_bytes((model_store.path("all-MiniLM-L6-v2") / "tokenizer.json").read_bytes())
-    (folder / "1_Pooling").mkdir()
-    (folder / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
-    return folder
-
-
 def _torch_embeddings(folder: Path, engine: EmbeddingEngine) -> np.ndarray:
     import torch
     from transformers import BertModel
@@ -62,21 +39,23 @@ def _torch_embeddings(folder: Path, engine: EmbeddingEngine) -> np.ndarray:
     return l2_normalize(np.array(rows, dtype=np.float32))
 
 
-def test_convert_matches_pytorch(encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
+def test_convert_matches_pytorch(tiny_encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
-    manifest = convert_encoder(store, "random-bert", encoder_folder)
+    manifest = convert_encoder(store, "random-bert", tiny_encoder_folder)
     assert (manifest.kind, manifest.dims, manifest.pooling) == ("embedding", 32, "mean")
     assert "model.safetensors" not in manifest.files and "model.onnx" in manifest.files
     engine = EmbeddingEngine(manifest, store, settings)
-    np.testing.assert_allclose(engine.embed(SENTENCES).vectors, _torch_embeddings(encoder_folder, engine), atol=1e-5)
+    np.testing.assert_allclose(
+        engine.embed(SENTENCES).vectors, _torch_embeddings(tiny_encoder_folder, engine), atol=1e-5
+    )
 
 
-def test_convert_command_with_fusions_and_int8(encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
+def test_convert_command_with_fusions_and_int8(tiny_encoder_folder: Path, settings: Settings, tmp_path: Path) -> None:
     import onnx
 
     home = tmp_path / "home"
     env = {**os.environ, "ONNXVEC_HOME": str(home)}
-    command = [sys.executable, "-m", "onnxvec", "models", "convert", str(encoder_folder), "--name", "bert-q"]
+    command = [sys.executable, "-m", "onnxvec", "models", "convert", str(tiny_encoder_folder), "--name", "bert-q"]
     done = subprocess.run(
         [*command, "--int8", "mixed", "--optimize"], env=env, capture_output=True, text=True, timeout=300
     )
@@ -91,7 +70,7 @@ def test_convert_command_with_fusions_and_int8(encoder_folder: Path, settings: S
     assert float_matmuls == [[64, 32], [64, 32]]  # the FFN down projections stay float, one per layer
     assert any(n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for n in graph.node)
     engine = EmbeddingEngine(manifest, store, settings)
-    reference = _torch_embeddings(encoder_folder, engine)
+    reference = _torch_embeddings(tiny_encoder_folder, engine)
     cosines = (engine.embed(SENTENCES).vectors * reference).sum(axis=1)
     assert cosines.min() > 0.95, cosines  # int8 weights: close to, not equal to, fp32
     wrong = subprocess.run([*command, "--int8", "half"], env=env, capture_output=True, text=True, timeout=60)

@@ -190,7 +190,7 @@ def test_import_then_search_and_reimport(
 
     with engine.connect() as conn:  # stored as the worker stores the model's vectors: unit length
         col = collections.get_collection(conn, collection)
-        stored = chunks.existing_vectors(conn, [hit["document_id"]])
+        stored = chunks.existing_vectors(conn, [hit["document_id"]], col.model)
         assert [float(np.linalg.norm(v)) for v in stored.values()] == pytest.approx([1.0], abs=1e-5)
         # `ingest` of the same text and metadata finds nothing to do
         again = documents.register(conn, col, [SourceDocument(hit["external_id"], "x", TEXTS[ANSWER], hit["metadata"])])

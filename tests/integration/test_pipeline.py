@@ -83,7 +83,7 @@ def test_a_lease_keeps_others_out_until_it_expires(settings: Settings, engine: E
     late = Pipeline(settings.model_copy(update={"lease_seconds": 60}), engine)
     assert late.process([doc_id]).done == 1  # the expired claim is taken over
     with engine.begin() as conn:  # worker-a wakes up: its write is refused, nothing is duplicated
-        assert documents.finish(conn, "worker-a", col, {doc_id: ("stale", [])}) == []
+        assert documents.finish(conn, "worker-a", {doc_id: "stale"}, [(col, {doc_id: []})]) == []
         state, attempts = conn.execute(text("SELECT state, attempts FROM documents WHERE id = :d"), {"d": doc_id}).one()
     assert (state, attempts) == ("done", 2)
     assert len(_chunks(engine, doc_id)) == len({o for o, _ in _chunks(engine, doc_id)}) > 0

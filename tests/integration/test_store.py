@@ -57,7 +57,7 @@ def test_each_vector_is_its_own_nearest_neighbour(engine: Engine, embedder: Embe
 @pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
 def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str) -> None:
     """With its rows counted (ANALYZE), a collection's top-k goes through its own HNSW index. (An
-    almost empty collection is rightly served by the collection_id btree and a sort instead.)"""
+    almost empty collection is rightly served by the version_id btree and a sort instead.)"""
     vectors = np.random.default_rng(1).normal(size=(3000, 4)).astype(np.float32)
     with engine.begin() as conn:
         col = collections.create_collection(conn, f"plan_{metric}", "m", 4, metric)
@@ -77,7 +77,7 @@ def test_search_uses_the_collections_own_hnsw_index(engine: Engine, metric: str)
         plan = (
             conn.execute(
                 text(
-                    f"EXPLAIN SELECT id FROM chunks WHERE collection_id = {col.id}"
+                    f"EXPLAIN SELECT id FROM chunks WHERE version_id = {col.version_id}"
                     f" ORDER BY {col.vector_expr} {chunks.OPERATOR[metric]} '[1,0,0,0]' LIMIT 5"
                 )
             )
