@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
+from sqlalchemy import Engine
 
 from api.auth import reachable
 from api.collection_schemas import VersionList, VersionObject, VersionRequest
 from api.routes import JSON
 from api.schemas import error_responses
+from onnxvec.config import Settings
 from onnxvec.infra import broker
 from onnxvec.ingest import reembed
 from onnxvec.storage import collections, versions
@@ -61,7 +63,7 @@ async def start_version(name: str, body: VersionRequest, request: Request) -> JS
     return JSON(version_object(name, version), status_code=202)
 
 
-def _start(db, settings, name: str, body: VersionRequest) -> versions.Version:
+def _start(db: Engine, settings: Settings, name: str, body: VersionRequest) -> versions.Version:
     with db.begin() as conn:
         return reembed.start(
             conn,
@@ -82,7 +84,7 @@ async def list_versions(name: str, request: Request) -> JSON:
     return JSON({"object": "list", "data": [version_object(name, v) for v in found]})
 
 
-def _versions(db, name: str) -> list[versions.Version]:
+def _versions(db: Engine, name: str) -> list[versions.Version]:
     with db.connect() as conn:
         return versions.list_versions(conn, collections.get_collection(conn, name).id)
 
@@ -128,7 +130,7 @@ async def _act(request: Request, name: str, number: int, action: str) -> JSON:
     return JSON(version_object(name, found))
 
 
-def _apply(db, name: str, number: int, action: str) -> versions.Version:
+def _apply(db: Engine, name: str, number: int, action: str) -> versions.Version:
     with db.begin() as conn:
         collection = collections.get_collection(conn, name)
         if action == "activate":

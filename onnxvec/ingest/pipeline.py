@@ -127,9 +127,12 @@ class Pipeline:
                 texts = {doc_id: content for doc_id, content in texts.items() if doc_id not in errors}
                 continue
             with self.db.begin() as conn:
-                if not set(versions.lock_collection(conn, collection_id)) <= set(prepared):
+                live = set(versions.lock_collection(conn, collection_id))
+                if not live <= set(prepared):
                     continue
-                writes = [(target, ready.rows) for target, ready in prepared.values()]
+                writes = [
+                    (target, ready.rows) for version_id, (target, ready) in prepared.items() if version_id in live
+                ]
                 written = documents.finish(conn, self.owner, {d: hashes[d] for d in texts}, writes)
             out.done += len(written)
             out.skipped += len(texts) - len(written)

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Literal
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from onnxvec.config import Settings
 from onnxvec.errors import StoreError
@@ -28,7 +28,7 @@ _LOCK_SPACE = 0x6F6E7876  # advisory lock space of version builds ("onxv")
 
 
 def start(
-    conn,
+    conn: Connection,
     settings: Settings,
     collection: collections.Collection,
     *,
@@ -42,11 +42,12 @@ def start(
     has it, to be built: the caller sends the build out after commit (`broker.enqueue_build`)."""
     changes = {"metric": metric, "chunk_tokens": chunk_tokens, "chunk_overlap": chunk_overlap}
     wanted = collection.settings | {key: value for key, value in changes.items() if value is not None}
-    if model is not None:
-        manifest = require(ModelStore(settings.models_dir).get(model), "embedding")
-        wanted |= {"model": manifest.name, "dims": int(manifest.dims or 0)}
-        if wanted["metric"] not in manifest.distance_metrics:
-            raise StoreError(f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {metric!r}", "metric")
+    manifest = require(ModelStore(settings.models_dir).get(model or collection.model), "embedding")
+    wanted |= {"model": manifest.name, "dims": int(manifest.dims or 0)}
+    if wanted["metric"] not in manifest.distance_metrics:
+        raise StoreError(
+            f"{manifest.name} suits {', '.join(manifest.distance_metrics)}, not {wanted['metric']!r}", "metric"
+        )
     if wanted == collection.settings:
         raise StoreError("nothing to change: give a model, metric or chunking that differs from the active version")
     collections.check_settings(wanted)
@@ -101,7 +102,7 @@ def _alone(db: Engine, version_id: int) -> Iterator[bool]:
                 conn.commit()
 
 
-def activate(conn, collection: collections.Collection, number: int) -> versions.Version:
+def activate(conn: Connection, collection: collections.Collection, number: int) -> versions.Version:
     """Make a built version the active one (a roll forward or back): one UPDATE, under the lock."""
     versions.lock_collection(conn, collection.id, exclusive=True)
     version = versions.get_version(conn, collection.id, number)
@@ -115,7 +116,7 @@ def activate(conn, collection: collections.Collection, number: int) -> versions.
     return version
 
 
-def pause(conn, collection: collections.Collection, number: int, *, paused: bool) -> versions.Version:
+def pause(conn: Connection, collection: collections.Collection, number: int, *, paused: bool) -> versions.Version:
     """Stop (or let go on) a version's build; ingest keeps writing to it either way."""
     version = versions.get_version(conn, collection.id, number)
     if version.state == "ready":
@@ -124,7 +125,7 @@ def pause(conn, collection: collections.Collection, number: int, *, paused: bool
     return version
 
 
-def prune(conn, collection: collections.Collection) -> list[int]:
+def prune(conn: Connection, collection: collections.Collection) -> list[int]:
     """Remove every version but the active one (an unfinished build is cancelled); their numbers."""
     versions.lock_collection(conn, collection.id, exclusive=True)
     gone = [v for v in versions.list_versions(conn, collection.id) if not v.active]

@@ -151,10 +151,14 @@ def test_keys_reach_only_what_they_may(start_api, new_database) -> None:
         ("DELETE", "/v1/collections/mine", None),
         ("POST", "/v1/collections/mine/documents", doc),
         ("DELETE", "/v1/collections/mine/documents/a", None),
+        ("POST", "/v1/collections/mine/versions", {"metric": "l2"}),
+        ("POST", "/v1/collections/mine/versions/1/activate", None),
+        ("POST", "/v1/collections/mine/versions/1/pause", None),
     ]
     for method, path, body in writes:
         refused(call(reader, method, path, body), 403, None, "read_only_key")
     assert call(reader, "GET", "/v1/collections/mine").status_code == 200
+    assert call(reader, "GET", "/v1/collections/mine/versions").json()["data"][0]["active"] is True
 
     hidden = [
         ("GET", "/v1/collections/theirs", None),
@@ -162,6 +166,9 @@ def test_keys_reach_only_what_they_may(start_api, new_database) -> None:
         ("POST", "/v1/collections/theirs/documents", doc),
         ("GET", "/v1/collections/theirs/documents/a", None),
         ("DELETE", "/v1/collections/theirs/documents/a", None),
+        ("GET", "/v1/collections/theirs/versions", None),
+        ("POST", "/v1/collections/theirs/versions", {"metric": "l2"}),
+        ("POST", "/v1/collections/theirs/versions/1/resume", None),
     ]
     for method, path, body in hidden:
         message = refused(call(scoped, method, path, body), 404, "collection", "collection_not_found")

@@ -200,6 +200,9 @@ def test_model_switch_under_load_and_rollback(
         assert [(h["document_id"], h["chunk"]) for h in found["data"]] == [key[1:] for _, key in ranked[:5]]
     late = search(client, "switch", "late note violin concert")["data"]
     assert (2, late[0]["document_id"], 0) in vectors and (1, late[0]["document_id"], 0) in vectors
+    with engine.connect() as conn:  # sent during the build, embedded before the build's remaining steps
+        done_at = conn.execute(text("SELECT updated_at FROM documents WHERE external_id = 'late'")).scalar_one()
+    assert done_at < built.built_at
 
     # rollback: the old ranking, exactly
     rolled = client.post("/v1/collections/switch/versions/1/activate")
@@ -261,7 +264,10 @@ def test_kill_9_mid_build_resumes_with_each_document_once(
     env = {"ONNXVEC_TASK_DOCUMENTS": "2", "ONNXVEC_LEASE_SECONDS": "3"}  # small steps; a stalled build resent in 3 s
     worker = start_worker(**env)
     client = httpx.Client(base_url=api.url, timeout=120)
-    assert client.post("/v1/collections", json={"name": "killed", "chunk_tokens": 32, "chunk_overlap": 4}).status_code == 201
+    assert (
+        client.post("/v1/collections", json={"name": "killed", "chunk_tokens": 32, "chunk_overlap": 4}).status_code
+        == 201
+    )
     post_documents(client, "killed", corpus(200, seed=3))
     assert client.post("/v1/collections/killed/versions", json={"model": tiny_encoder}).status_code == 202
     wait_for(engine, "killed", 2, lambda v: v.built_documents >= 30)
