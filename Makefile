@@ -67,6 +67,7 @@ bench: model
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/sync.py
 	$(BIN)/python bench/rag.py
+	$(BIN)/python bench/reembed.py
 
 clean:
 	-$(BIN)/onnxvec services stop

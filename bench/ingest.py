@@ -61,11 +61,7 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
     # the tests' worker process, with the default message size rather than the tests' small one
     worker = WorkerProcess(settings, log, ONNXVEC_TASK_DOCUMENTS=str(settings.task_documents))
     try:
-        app = broker.make_app(settings, embedded.ensure_services(settings).redis_url)
-        started = time.perf_counter()
-        report = register.ingest(settings, engine, app, [str(corpus)], name)
-        register.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.5)
-        seconds = time.perf_counter() - started
+        seconds, report = ingest_and_wait(settings, engine, corpus, name)
     finally:
         worker.kill(signal.SIGTERM)
     with engine.connect() as conn:
@@ -75,6 +71,15 @@ def pipeline_run(settings: Settings, engine: Engine, corpus: Path, name: str, lo
             text("SELECT sum(token_count) FROM chunks WHERE collection_id = :c"), {"c": col.id}
         ).scalar_one()
     return seconds, len(report.queued), int(tokens)
+
+
+def ingest_and_wait(settings: Settings, engine: Engine, corpus: Path, name: str) -> tuple[float, register.IngestReport]:
+    """`ingest` of the corpus, until the running worker has done every document: seconds, and the report."""
+    app = broker.make_app(settings, embedded.ensure_services(settings).redis_url)
+    started = time.perf_counter()
+    report = register.ingest(settings, engine, app, [str(corpus)], name)
+    register.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.5)
+    return time.perf_counter() - started, report
 
 
 def engine_run(settings: Settings, corpus: Path, col: collections.Collection) -> tuple[float, int]:

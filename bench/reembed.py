@@ -22,10 +22,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for bench and tests.helpers
-from bench.ingest import prepared, write_corpus  # noqa: E402
+from bench.ingest import ingest_and_wait, prepared, write_corpus  # noqa: E402
 from onnxvec.config import Settings  # noqa: E402
 from onnxvec.infra import broker, embedded  # noqa: E402
-from onnxvec.ingest import reembed, register  # noqa: E402
+from onnxvec.ingest import reembed  # noqa: E402
 from onnxvec.models.pull import pull  # noqa: E402
 from onnxvec.models.store import ModelStore  # noqa: E402
 from onnxvec.storage import collections, versions  # noqa: E402
@@ -57,11 +57,7 @@ def main() -> None:
         corpus = write_corpus(Path(tmp) / "corpus", args.docs)
         worker = WorkerProcess(settings, Path(tmp) / "worker.log", ONNXVEC_TASK_DOCUMENTS=str(settings.task_documents))
         try:
-            app = broker.make_app(settings, embedded.ensure_services(settings).redis_url)
-            started = time.perf_counter()
-            report = register.ingest(settings, engine, app, [str(corpus)], name)
-            register.wait(engine, None, report.queued, lambda counts: None, poll_seconds=0.2)
-            ingest_s = time.perf_counter() - started
+            ingest_s, report = ingest_and_wait(settings, engine, corpus, name)
             build_s, model_version = build(settings, engine, name, model=args.model)
             metric_s, metric_version = build(settings, engine, name, metric="ip")
         finally:

@@ -109,18 +109,24 @@ class Pipeline:
         A version that appears meanwhile (a re-embed started) is prepared too before anything is written,
         so no document is done without its chunks in each version."""
         prepared: dict[int, tuple[collections.Collection, Prepared]] = {}
+        known: dict[str, dict] = {}  # versions of one model share what this batch embedded
         while texts:
             with self.db.connect() as conn:
                 targets = collections.every_version(conn, collection_id)
             try:
                 for target in targets:
                     if target.version_id not in prepared:
-                        prepared[target.version_id] = (target, self.prepare(target, texts))
+                        prepared[target.version_id] = (target, self.prepare(target, texts, known))
             except ModelNotFound as exc:  # permanent for this collection; documents of others in the batch go on
                 self._fail(dict.fromkeys(texts, f"embedding model unavailable: {exc}"))
                 out.failed += len(texts)
                 return
-            errors = {doc_id: error for _, ready in prepared.values() for doc_id, error in ready.errors.items()}
+            errors = {
+                doc_id: error
+                for _, ready in prepared.values()
+                for doc_id, error in ready.errors.items()
+                if doc_id in texts
+            }
             if errors:
                 self._fail(errors)
                 out.failed += len(errors)
@@ -140,9 +146,12 @@ class Pipeline:
             out.reused_chunks += sum(ready.reused for _, ready in prepared.values())
             return
 
-    def prepare(self, collection: collections.Collection, texts: dict[int, str]) -> Prepared:
+    def prepare(
+        self, collection: collections.Collection, texts: dict[int, str], known: dict[str, dict] | None = None
+    ) -> Prepared:
         """Chunk documents as the collection's version does and embed the chunks no stored vector of its
-        model covers. ModelNotFound when the version's model is not here."""
+        model covers, nor one in `known` (vectors by model, then (document, chunk hash), that this batch
+        embedded for another version; the new ones are added). ModelNotFound when the model is not here."""
         engine = self.embedder(collection.model)
         size = min(collection.chunk_tokens, engine.passage_tokens)
         chunked = {
@@ -155,11 +164,14 @@ class Pipeline:
             return Prepared({}, errors, 0, 0)
         with self.db.connect() as conn:
             stored = chunks.existing_vectors(conn, list(chunked), collection.model)
+        batch = {} if known is None else known.setdefault(collection.model, {})
+        stored |= batch
         todo = [
             (doc_id, c) for doc_id, pieces in chunked.items() for c in pieces if (doc_id, c.content_hash) not in stored
         ]
         result = engine.embed_ids([engine.passage_ids(c.token_ids) for _, c in todo])
         fresh = {(doc_id, c.ordinal): v for (doc_id, c), v in zip(todo, result.vectors, strict=True)}
+        batch.update({(doc_id, c.content_hash): v for (doc_id, c), v in zip(todo, result.vectors, strict=True)})
         special = engine.tokenizer.max_length - engine.passage_tokens  # special tokens and passage prefix
         rows = {doc_id: [_row(doc_id, c, fresh, stored, special) for c in pieces] for doc_id, pieces in chunked.items()}
         return Prepared(rows, errors, len(todo), sum(len(pieces) for pieces in chunked.values()) - len(todo))

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from onnxvec.config import Settings
 from onnxvec.embedding.engine import EmbeddingEngine
 from onnxvec.infra import broker
-from onnxvec.ingest import register
+from onnxvec.ingest import reembed, register
 from onnxvec.ingest.pipeline import Pipeline
 from onnxvec.models.pull import pull_local
 from onnxvec.models.store import ModelStore
@@ -132,6 +132,27 @@ def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, en
     assert outcome.failed == 1 and outcome.done == 0
     with engine.connect() as conn:
         assert stats.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": 1, "failed": 1}
+
+
+def test_a_blank_document_fails_alone_and_the_rest_reach_every_version(settings: Settings, engine: Engine) -> None:
+    """With a second version being built, one batch writes each good document to both versions and
+    fails the blank one once, with its reason."""
+    col = _collection(engine, "blank")
+    with engine.begin() as conn:
+        second = reembed.start(conn, settings, col, metric="l2")
+    registered = _register(engine, col, [_doc("ok", PARAS[3]), _doc("blank", " \n\n \t ")])
+    outcome = Pipeline(settings, engine).process(registered.queued)
+    assert (outcome.done, outcome.failed) == (1, 1)
+    assert outcome.reused_chunks == outcome.embedded_chunks > 0  # the l2 version re-uses the cosine one's vectors
+    with engine.connect() as conn:
+        (failure,) = stats.failures(conn, col)
+        assert (failure["external_id"], failure["error"]) == ("blank", "empty text: nothing to embed")
+        per_version = conn.execute(
+            text("SELECT version_id, count(*) FROM chunks WHERE collection_id = :c GROUP BY 1 ORDER BY 1"),
+            {"c": col.id},
+        ).all()
+    assert [version for version, _ in per_version] == [col.version_id, second.id]
+    assert per_version[0][1] == per_version[1][1] > 0
 
 
 def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine: Engine, endpoints, tmp_path) -> None:
