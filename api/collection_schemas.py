@@ -123,6 +123,9 @@ class VersionObject(BaseModel):
     reused_chunks: int = Field(description="chunks its build took from a version with the same model")
     created_at: int = Field(description="Unix seconds")
     built_at: int | None = Field(description="Unix seconds")
+    error: str | None = Field(
+        description="why the build paused itself (its model missing on a worker); resume to retry"
+    )
 
 
 class VersionList(BaseModel):

@@ -43,6 +43,7 @@ def version_object(name: str, v: versions.Version) -> dict[str, Any]:
         "reused_chunks": v.reused_chunks,
         "created_at": int(v.created_at.timestamp()),
         "built_at": None if v.built_at is None else int(v.built_at.timestamp()),
+        "error": v.error,
     }
 
 

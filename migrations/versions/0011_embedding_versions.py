@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.Column("progress_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
         sa.Column("built_at", sa.DateTime(timezone=True)),
+        sa.Column("last_error", sa.Text),  # why a build paused itself (its model missing on a worker)
         sa.UniqueConstraint("collection_id", "version", name="embedding_versions_collection_version_key"),
         sa.CheckConstraint("state IN ('building', 'paused', 'ready')", name="embedding_versions_state_check"),
         sa.CheckConstraint("metric IN ('cosine', 'l2', 'ip')", name="embedding_versions_metric_check"),

@@ -59,6 +59,7 @@ def collections_versions(name: str) -> None:
             f"{'*' if v.active else ' '} {v.version:>3}  {v.model:<28} {v.dims:>5}  {v.metric:<6}"
             f" chunks {v.chunk_tokens}/{v.chunk_overlap}  {v.state:<8} {v.progress:>4.0%}"
             f"{'' if eta is None else f' ETA {eta:.0f} s'}  {v.chunks} chunks"
+            f"{f'  ({v.error})' if v.error else ''}"
         )
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 from sqlalchemy import Connection, Engine, text
 
 from onnxvec.config import Settings
-from onnxvec.errors import StoreError
+from onnxvec.errors import ModelNotFound, StoreError
 from onnxvec.ingest.pipeline import Pipeline
 from onnxvec.models.manifest import require
 from onnxvec.models.store import ModelStore
@@ -78,7 +78,12 @@ def build_step(pipeline: Pipeline, version_id: int, cursor: int, batch: int) -> 
             with pipeline.db.begin() as conn:
                 return ("done" if versions.finish_build(conn, version_id) else "more"), cursor
         hashes = {doc_id: digest for doc_id, _, digest in pending.documents}
-        ready = pipeline.prepare(target, {doc_id: content for doc_id, content, _ in pending.documents})
+        try:
+            ready = pipeline.prepare(target, {doc_id: content for doc_id, content, _ in pending.documents})
+        except ModelNotFound as exc:  # not on this worker: wait for someone to pull it and resume
+            with pipeline.db.begin() as conn:
+                versions.set_state(conn, version_id, "paused", f"embedding model unavailable: {exc}")
+            return "paused", cursor
         with pipeline.db.begin() as conn:
             if version_id not in versions.lock_collection(conn, target.id):
                 return "gone", cursor  # pruned meanwhile

@@ -44,6 +44,7 @@ class Version:
     reused_chunks: int
     created_at: datetime
     built_at: datetime | None
+    error: str | None  # why the build paused itself
     chunks: int
     documents: int  # the collection's documents done in the active version: what a build has to cover
 
@@ -109,7 +110,7 @@ def list_versions(conn: Connection, collection_id: int) -> list[Version]:
         text(
             "SELECT v.id, v.collection_id, v.version, v.model, v.dims, v.metric, v.chunk_tokens, v.chunk_overlap,"
             " v.state, v.id = c.active_version_id, v.built_through, v.built_documents, v.embedded_chunks,"
-            " v.reused_chunks, v.created_at, v.built_at,"
+            " v.reused_chunks, v.created_at, v.built_at, v.last_error,"
             " (SELECT count(*) FROM chunks ch WHERE ch.version_id = v.id),"
             " (SELECT count(*) FROM documents d WHERE d.collection_id = c.id AND d.state = 'done')"
             " FROM embedding_versions v JOIN collections c ON c.id = v.collection_id"
@@ -220,10 +221,11 @@ def set_active(conn: Connection, collection_id: int, version_id: int) -> None:
     )
 
 
-def set_state(conn: Connection, version_id: int, state: str) -> None:
+def set_state(conn: Connection, version_id: int, state: str, error: str | None = None) -> None:
+    """Pause or resume a build, with the reason when it pauses itself (cleared otherwise)."""
     conn.execute(
-        text("UPDATE embedding_versions SET state = :s, progress_at = now() WHERE id = :v"),
-        {"v": version_id, "s": state},
+        text("UPDATE embedding_versions SET state = :s, last_error = :e, progress_at = now() WHERE id = :v"),
+        {"v": version_id, "s": state, "e": error},
     )
 
 

@@ -16,7 +16,7 @@ from onnxvec.ingest.pipeline import Pipeline
 from onnxvec.models.pull import pull_local
 from onnxvec.models.store import ModelStore
 from onnxvec.sources.files import SourceDocument
-from onnxvec.storage import chunks, collections, documents, stats
+from onnxvec.storage import chunks, collections, documents, stats, versions
 
 PARAS = [
     f"Section {i}. " + " ".join(f"Fact {i}.{j} about pgvector indexes and recall." for j in range(12)) for i in range(5)
@@ -134,7 +134,9 @@ def test_permanent_errors_are_recorded_and_retry_requeues(settings: Settings, en
         assert stats.counts(conn, col)["documents"] == {"pending": 0, "processing": 0, "done": 1, "failed": 1}
 
 
-def test_a_blank_document_fails_alone_and_the_rest_reach_every_version(settings: Settings, engine: Engine) -> None:
+def test_a_blank_document_fails_alone_and_the_rest_reach_every_version(
+    settings: Settings, engine: Engine, model_store: ModelStore
+) -> None:
     """With a second version being built, one batch writes each good document to both versions and
     fails the blank one once, with its reason."""
     col = _collection(engine, "blank")
@@ -153,6 +155,27 @@ def test_a_blank_document_fails_alone_and_the_rest_reach_every_version(settings:
         ).all()
     assert [version for version, _ in per_version] == [col.version_id, second.id]
     assert per_version[0][1] == per_version[1][1] > 0
+
+
+def test_a_build_whose_model_is_gone_pauses_with_the_reason(
+    settings: Settings, engine: Engine, model_store: ModelStore
+) -> None:
+    col = _collection(engine, "doomed")
+    pull_local(model_store, "doomed-model", model_store.path("all-MiniLM-L6-v2"))
+    _register(engine, col, [_doc("one", PARAS[0])])
+    pipeline = Pipeline(settings, engine)
+    with engine.begin() as conn:
+        ids = conn.execute(text("SELECT id FROM documents WHERE collection_id = :c"), {"c": col.id}).scalars().all()
+    assert pipeline.process(ids).done == 1
+    with engine.begin() as conn:
+        version = reembed.start(conn, settings, col, model="doomed-model")
+    model_store.remove("doomed-model")  # removed from this worker's store before the build reaches it
+    assert reembed.build_step(pipeline, version.id, 0, 8) == ("paused", 0)
+    with engine.begin() as conn:
+        paused = versions.get_version(conn, col.id, version.version)
+        assert paused.state == "paused" and "embedding model unavailable" in paused.error
+        reembed.pause(conn, col, version.version, paused=False)  # resume: the reason is cleared
+        assert versions.get_version(conn, col.id, version.version).error is None
 
 
 def test_prune_removes_documents_whose_files_are_gone(settings: Settings, engine: Engine, endpoints, tmp_path) -> None:
