@@ -143,11 +143,11 @@ def test_model_switch_under_load_and_rollback(
         started = client.post("/v1/collections/switch/versions", json={"model": tiny_encoder})
         assert started.status_code == 202, started.text
         assert (started.json()["version"], started.json()["state"], started.json()["dims"]) == (2, "building", 32)
-        # written to both versions while the build runs
-        post_documents(client, "switch", [{"id": "late", "text": "A late note about the violin concert."}])
         refused(client.post("/v1/collections/switch/versions/2/activate"), 400, "version", "invalid_value")
         listed = client.get("/v1/collections/switch/versions").json()["data"]
         assert [(v["version"], v["active"]) for v in listed] == [(1, True), (2, False)]
+        # written to both versions while the build runs
+        post_documents(client, "switch", [{"id": "late", "text": "A late note about the violin concert."}])
         built = wait_for(engine, "switch", 2, lambda v: v.active)
         switched = time.monotonic()
         time.sleep(2)
