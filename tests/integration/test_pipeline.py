@@ -160,7 +160,7 @@ def test_a_blank_document_fails_alone_and_the_rest_reach_every_version(
 def test_a_build_whose_model_is_gone_pauses_with_the_reason(
     settings: Settings, engine: Engine, model_store: ModelStore
 ) -> None:
-    col = _collection(engine, "doomed")
+    col = _collection(engine, "model-gone")
     pull_local(model_store, "doomed-model", model_store.path("all-MiniLM-L6-v2"))
     _register(engine, col, [_doc("one", PARAS[0])])
     pipeline = Pipeline(settings, engine)
