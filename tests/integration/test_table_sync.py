@@ -80,15 +80,19 @@ def _chunks_not_once(engine: Engine, collection: str) -> list[str]:
     """Documents of `collection` whose chunks are not each held once: a gap or repeat in the ordinals,
     or a chunk outside the collection's active version."""
     with engine.connect() as conn:
-        return conn.execute(
-            text(
-                "SELECT d.external_id FROM documents d JOIN collections k ON k.id = d.collection_id"
-                " JOIN chunks c ON c.document_id = d.id WHERE k.name = :name"
-                " GROUP BY d.id, k.active_version_id"
-                " HAVING count(*) <> max(c.ordinal) + 1 OR bool_or(c.version_id <> k.active_version_id)"
-            ),
-            {"name": collection},
-        ).scalars().all()
+        return (
+            conn.execute(
+                text(
+                    "SELECT d.external_id FROM documents d JOIN collections k ON k.id = d.collection_id"
+                    " JOIN chunks c ON c.document_id = d.id WHERE k.name = :name"
+                    " GROUP BY d.id, k.active_version_id"
+                    " HAVING count(*) <> max(c.ordinal) + 1 OR bool_or(c.version_id <> k.active_version_id)"
+                ),
+                {"name": collection},
+            )
+            .scalars()
+            .all()
+        )
 
 
 def _chunk_hashes(engine: Engine, keys: range) -> dict[str, set[str]]:
