@@ -25,6 +25,7 @@ from api.chat import router as chat_router
 from api.chat_schemas import ChatCompletionChunk
 from api.collections import router as collections_router
 from api.completions import router as completions_router
+from api.document_stream import router as document_stream_router
 from api.guard import Guard
 from api.metrics import Metrics
 from api.rerank import router as rerank_router
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     shared = error_responses(401, 408, 429, 503)  # Guard's: auth (its key lookup reads the database) and limits
     app.include_router(router, dependencies=secured, responses=shared)
     app.include_router(collections_router, dependencies=secured, responses=shared)
+    app.include_router(document_stream_router, dependencies=secured, responses=shared)
     app.include_router(versions_router, dependencies=secured, responses=shared)
     app.include_router(chat_router, dependencies=secured, responses=shared)
     app.include_router(completions_router, dependencies=secured, responses=shared)

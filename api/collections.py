@@ -16,7 +16,14 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import Engine
 
 from api.auth import reachable
-from api.collection_schemas import CollectionRequest, Deleted, Document, DocumentsAccepted, DocumentsRequest
+from api.collection_schemas import (
+    CollectionRequest,
+    Deleted,
+    Document,
+    DocumentIn,
+    DocumentsAccepted,
+    DocumentsRequest,
+)
 from api.errors import APIError
 from api.routes import JSON
 from api.schemas import Collection as CollectionObject
@@ -24,12 +31,21 @@ from api.schemas import CollectionList, error_responses
 from onnxvec.config import Settings
 from onnxvec.errors import DocumentNotFound, InvalidRequest
 from onnxvec.ingest.register import IngestReport, new_collection, register_documents
-from onnxvec.sources.files import SourceDocument
+from onnxvec.sources.files import SourceDocument, size_text
 from onnxvec.storage import collections, documents, stats
 from onnxvec.storage.collections import Collection
 from onnxvec.values import unstorable
 
 router = APIRouter(prefix="/v1/collections")
+
+Wait = Annotated[bool, Query(description="answer once they are done or failed, within ONNXVEC_DOCUMENTS_WAIT_SECONDS")]
+
+
+def accepted_responses(*errors: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI responses of a documents POST: 202, 200 with wait=true, and `errors`."""
+    waited = {"model": DocumentsAccepted, "description": "With wait=true: every queued document is done or failed."}
+    return {200: waited, **error_responses(*errors)}
+
 
 SOURCE = "api"  # the `source` of documents posted over HTTP
 WAIT_POLL_SECONDS = 0.25
@@ -141,31 +157,27 @@ def _drop(db: Engine, name: str) -> None:
     status_code=202,
     response_class=JSON,
     response_model=DocumentsAccepted,
-    responses={
-        200: {"model": DocumentsAccepted, "description": "With wait=true: every queued document is done or failed."},
-        **error_responses(400, 404, 413),
-    },
+    responses=accepted_responses(400, 404, 413),
 )
-async def post_documents(
-    name: str,
-    body: DocumentsRequest,
-    request: Request,
-    wait: Annotated[
-        bool, Query(description="answer once they are done or failed, within ONNXVEC_DOCUMENTS_WAIT_SECONDS")
-    ] = False,
-) -> JSON:
+async def post_documents(name: str, body: DocumentsRequest, request: Request, wait: Wait = False) -> JSON:
     """Register documents as `onnxvec ingest` does: new and changed ones (by id and content hash) are
     queued for the workers, unchanged ones are not embedded again. 202 while any is unfinished."""
     reachable(request, name)
-    settings = _settings(request)
     collection, report = await asyncio.to_thread(_register, request, name, body)
-    timeout = settings.documents_wait_seconds if wait else 0.0
-    states = await _settled(_db(request), collection, report.queued, timeout)
+    return await accepted(request, collection, report, wait)
+
+
+async def accepted(request: Request, collection: Collection, report: IngestReport, wait: bool) -> JSON:
+    """The answer to a documents POST: what was queued or unchanged, and the queued ones by state, once
+    they are all done or failed when `wait` (within ONNXVEC_DOCUMENTS_WAIT_SECONDS)."""
+    queued = list(dict.fromkeys(report.queued))  # a document a stream changed twice was queued twice
+    timeout = _settings(request).documents_wait_seconds if wait else 0.0
+    states = await _settled(_db(request), collection, queued, timeout)
     complete = states["pending"] + states["processing"] == 0
     answer = {
         "object": "collection.documents",
         "collection": collection.name,
-        "queued": len(report.queued),
+        "queued": len(queued),
         "unchanged": report.unchanged,
         "failed": report.failed_to_load,
         "documents": states,
@@ -175,32 +187,28 @@ async def post_documents(
 
 
 def _register(request: Request, name: str, body: DocumentsRequest) -> tuple[Collection, IngestReport]:
+    """One per id (a later one replaces an earlier, as if posted after it), checked once the collection
+    is known to exist (so a missing collection is a 404 whatever the body, as /v1/search does for filters)."""
     settings, db = _settings(request), _db(request)
     with db.connect() as conn:
         collection = collections.get_collection(conn, name)
-    docs = _source_documents(body, settings.max_document_bytes)
+    latest = {d.id: (i, d) for i, d in enumerate(body.documents)}
+    docs = [source_document(d, f"documents.{i}", settings.max_document_bytes) for i, d in latest.values()]
     report = IngestReport(collection.name)
     register_documents(db, request.app.state.celery, settings, collection, docs, report)
     return collection, report
 
 
-def _source_documents(body: DocumentsRequest, limit: int) -> list[SourceDocument]:
-    """The posted documents as `ingest` loads them: one per id (a later one replaces an earlier, as if
-    posted after it), text over ONNXVEC_MAX_DOCUMENT_BYTES recorded as failed like an oversized file.
-    Values PostgreSQL cannot hold are a 400 on their field, checked once the collection is known to
-    exist (so a missing collection is a 404 whatever the body, as /v1/search does for filters)."""
-    latest = {d.id: (i, d) for i, d in enumerate(body.documents)}
-    docs = []
-    for i, d in latest.values():
-        for field, value in (("id", d.id), ("text", d.text), ("metadata", d.metadata)):
-            reason = unstorable(value)
-            if reason:
-                raise InvalidRequest(f"PostgreSQL cannot store {reason}", f"documents.{i}.{field}")
-        if len(d.text.encode()) <= limit:
-            docs.append(SourceDocument(d.id, SOURCE, d.text, d.metadata))
-        else:
-            docs.append(SourceDocument(d.id, SOURCE, "", d.metadata, f"text is over the {limit / 1e6:.1f} MB limit"))
-    return docs
+def source_document(doc: DocumentIn, where: str, limit: int) -> SourceDocument:
+    """A posted document as `ingest` loads one: text over ONNXVEC_MAX_DOCUMENT_BYTES is recorded as
+    failed like an oversized file; a value PostgreSQL cannot hold is a 400 on its field (`where`)."""
+    for field, value in (("id", doc.id), ("text", doc.text), ("metadata", doc.metadata)):
+        reason = unstorable(value)
+        if reason:
+            raise InvalidRequest(f"PostgreSQL cannot store {reason}", f"{where}.{field}")
+    if len(doc.text.encode()) <= limit:
+        return SourceDocument(doc.id, SOURCE, doc.text, doc.metadata)
+    return SourceDocument(doc.id, SOURCE, "", doc.metadata, f"text is over the {size_text(limit)} limit")
 
 
 async def _settled(db: Engine, collection: Collection, ids: list[int], timeout: float) -> dict[str, int]:

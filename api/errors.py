@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -72,8 +74,9 @@ def error_response(
 _UNION_MEMBER = re.compile(r"^(str|int|float|bool|dict|list|none|null|[a-z-]+\[.*\]|[a-z]+-[a-z-]+)$")
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    first = exc.errors()[0]
+def validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """The message and parameter of the first of pydantic's `errors` (a body's, or one NDJSON line's)."""
+    first = errors[0]
     location = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.match(str(p))]
     param = ".".join(location) or None
     kind = first.get("type")
@@ -122,7 +125,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        message, param = _validation_message(exc)
+        message, param = validation_message(exc.errors())
         return error_response(400, message, param, "invalid_value")
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,12 +1,14 @@
 """What every request meets before it reaches a route, in this order: authentication (401: an
 unauthenticated request is never counted or read), requests in flight (429), body size (413), bytes
 of request bodies held at once (429), the time to send the body (408); and the per-route request
-metrics. Pure ASGI, so streamed bodies are counted as they arrive.
+metrics. Pure ASGI, so streamed bodies are counted as they arrive. The one route that takes a body of
+any size (NDJSON documents) reads it itself, a line at a time, and is counted as holding one body.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from starlette.responses import Response
@@ -18,6 +20,7 @@ from api.metrics import Metrics
 from onnxvec.storage.keys import KeyRing
 
 UNLIMITED = {"/health", "/metrics"}  # probes and scrapes must answer even when the API is saturated
+STREAMED = re.compile(r"/v1/collections/[^/]+/documents/stream")  # api/document_stream.py: NDJSON, any size
 
 
 class Guard:
@@ -73,13 +76,21 @@ class Guard:
             self.in_flight += limited
             held = 0
             try:
-                body = await self._read_body(scope, receive)
+                if _streamed(scope):  # the route reads it a line at a time: hold one body's worth for it
+                    body = 429 if self.buffered + self.max_body > self.max_buffered else None
+                else:
+                    body = await self._read_body(scope, receive)
                 if isinstance(body, int):
                     response = _refusal(body, self.max_body)
                     await response(scope, receive, send_status)
                     return
-                held = len(body)
-                await self.app(scope, _replay(body, receive), send_status)
+                if body is None:
+                    held = self.max_body
+                    self.buffered += held
+                    await self.app(scope, receive, send_status)
+                else:
+                    held = len(body)
+                    await self.app(scope, _replay(body, receive), send_status)
             finally:
                 self.in_flight -= limited
                 self.buffered -= held
@@ -121,6 +132,10 @@ class Guard:
             self.buffered -= size
             raise
         return b"".join(chunks)
+
+
+def _streamed(scope: Scope) -> bool:
+    return scope["method"] == "POST" and STREAMED.fullmatch(scope["path"]) is not None
 
 
 def _refusal(status: int, max_body: int) -> Response:

@@ -92,6 +92,11 @@ def display_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def size_text(size: int) -> str:
+    """A byte count as a reason shows it: MB from 1 MB up, exact bytes below (a 1,000-byte limit is not "0.0 MB")."""
+    return f"{size / 1e6:.1f} MB" if size >= 1_000_000 else f"{size:,} bytes"
+
+
 def _read_regular(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
     """The bytes of a regular file; ValueError for anything else (a FIFO is opened without waiting for
     a writer, and never read) or a file over the limit."""
@@ -101,11 +106,11 @@ def _read_regular(path: Path, max_bytes: int) -> tuple[bytes, os.stat_result]:
         if not stat.S_ISREG(info.st_mode):
             raise ValueError(f"not a regular file ({_file_kind(info.st_mode)}); skipped")
         if info.st_size > max_bytes:
-            raise ValueError(f"file is {info.st_size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit")
+            raise ValueError(f"file is {size_text(info.st_size)}, over the {size_text(max_bytes)} limit")
         with os.fdopen(os.dup(fd), "rb") as file:
             data = file.read(max_bytes + 1)
         if len(data) > max_bytes:  # it grew since fstat
-            raise ValueError(f"file is over the {max_bytes / 1e6:.1f} MB limit")
+            raise ValueError(f"file is over the {size_text(max_bytes)} limit")
         return data, info
     finally:
         os.close(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 
 import httpx
 import pytest
@@ -51,6 +52,13 @@ def _pytest9_node_id(request: pytest.FixtureRequest) -> None:
     """schemathesis 4.32's lazy schemas read `Function._nodeid`, which pytest 9.2 no longer has."""
     if not hasattr(request.node, "_nodeid"):
         request.node._nodeid = request.node.nodeid
+
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(ctx: schemathesis.SerializationContext, value: object) -> bytes:
+    """The stream route's body: the document describes it as an array, sent one item per line."""
+    items = value if isinstance(value, list) else [value]
+    return b"".join(json.dumps(item).encode() + b"\n" for item in items)
 
 
 GENERATION = "^/v1/(chat/)?completions$"

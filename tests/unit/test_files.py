@@ -28,7 +28,7 @@ def test_bad_files_carry_their_reason(tmp_path: Path) -> None:
     (tmp_path / "big.txt").write_text("x" * 2000)
     errors = {p.name: load_file(p, LoadOptions(max_bytes=1000))[0].error for p in sorted(tmp_path.iterdir())}
     assert errors == {
-        "big.txt": "file is 0.0 MB, over the 0.0 MB limit",
+        "big.txt": "file is 2,000 bytes, over the 1,000 bytes limit",
         "bin.txt": "binary file (a NUL byte at offset 4), not text",
         "empty.md": "empty text",
         "latin1.txt": "not valid UTF-8: byte 0xe9 at offset 3",
